@@ -1,0 +1,1 @@
+"""Durable, encrypted-at-rest mail storage and the IMAP server."""

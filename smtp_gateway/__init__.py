@@ -1,0 +1,1 @@
+"""SMTP submission, the MTA listener, DKIM, and the one durable delivery path."""
