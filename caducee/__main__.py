@@ -1,0 +1,5 @@
+import sys
+
+from caducee.cli import main
+
+sys.exit(main())

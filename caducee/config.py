@@ -1,0 +1,335 @@
+"""The configuration file: one TOML file, validated at start (ARCHITECTURE.md §8).
+
+Every section is a frozen dataclass; a field's type annotation says how its value is
+checked. An error names the file, the line and the key::
+
+    conf/caducee.toml:12: key «submission.listen»: expected "host:port", got "localhost"
+
+Relative paths are resolved against the directory of the configuration file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(Exception):
+    """A configuration problem, located by file, line and key."""
+
+    def __init__(self, file: Path | str, line: int | None, key: str, message: str) -> None:
+        self.file, self.line, self.key, self.message = str(file), line, key, message
+        where = f"{file}:{line}" if line else f"{file}"
+        super().__init__(f"{where}: key «{key}»: {message}")
+
+
+@dataclass(frozen=True)
+class Listen:
+    """A listening address written ``"host:port"`` (IPv6 as ``"[::1]:587"``)."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @classmethod
+    def parse(cls, text: str) -> Listen:
+        m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([^:\[\]]+):(\d{1,5})", text)
+        if not m:
+            raise ValueError(f'expected "host:port", got "{text}"')
+        host = m.group(1) or m.group(3)
+        port = int(m.group(2) or m.group(4))
+        if not 0 <= port <= 65535:
+            raise ValueError(f"port out of range in {text!r}")
+        return cls(host, port)
+
+
+# -- sections ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServerSection:
+    #: The host name we announce in SMTP greetings and Received headers.
+    hostname: str
+    #: Where the database (SQLite), keys and spools live.
+    data_dir: Path = Path()
+    #: "json" (one object a line), "text", or "auto" (text on a terminal, else JSON).
+    log_format: str = "auto"
+    log_level: str = "INFO"
+    #: Seconds to finish in-flight transactions on SIGTERM.
+    shutdown_grace: float = 30.0
+
+
+@dataclass(frozen=True)
+class DomainsSection:
+    #: Mail domains hosted here for professionals.
+    professional: list[str]
+    #: The patient domain (``<INS>@<patient domain>``).
+    patient: str = ""
+
+
+@dataclass(frozen=True)
+class DatabaseSection:
+    #: SQLAlchemy URL; default: SQLite file ``caducee.db`` in the data directory.
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class TlsSection:
+    cert: Path = Path("tls/server.crt")
+    key: Path = Path("tls/server.key")
+    #: Trust anchors for client certificates (CPS cards; the demo CA in the demo).
+    client_ca: Path = Path("tls/ca.crt")
+
+
+@dataclass(frozen=True)
+class KeysSection:
+    master_key_file: Path = Path("keys/master.key")
+
+
+@dataclass(frozen=True)
+class DkimSection:
+    enabled: bool = True
+    selector: str = "caducee"
+    key_file: Path = Path("keys/dkim.key")
+
+
+@dataclass(frozen=True)
+class SubmissionSection:
+    #: STARTTLS listeners (RFC 6409; port 587 in production).
+    listen: list[Listen] = field(default_factory=lambda: [Listen("127.0.0.1", 587)])
+    #: Implicit-TLS listeners (RFC 8314; port 465 in production).
+    implicit_tls_listen: list[Listen] = field(default_factory=lambda: [Listen("127.0.0.1", 465)])
+    max_message_size: int = 20 * 1024 * 1024
+    max_recipients: int = 100
+    #: Seconds a connection may stay silent.
+    idle_timeout: float = 300.0
+
+
+@dataclass(frozen=True)
+class AuthSection:
+    #: Failed logins allowed per client address (and per account) within the window.
+    max_failures: int = 10
+    window_seconds: float = 60.0
+    #: How long a client over the limit is refused.
+    lockout_seconds: float = 300.0
+    #: Lifetime of the in-memory cache of successful password verifications (0 disables).
+    cache_seconds: float = 300.0
+    #: How many argon2id verifications may run at once.
+    max_concurrent_hashes: int = 4
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration; ``path`` is the file it came from."""
+
+    path: Path
+    server: ServerSection
+    domains: DomainsSection
+    database: DatabaseSection = field(default_factory=DatabaseSection)
+    tls: TlsSection = field(default_factory=TlsSection)
+    keys: KeysSection = field(default_factory=KeysSection)
+    dkim: DkimSection = field(default_factory=DkimSection)
+    submission: SubmissionSection = field(default_factory=SubmissionSection)
+    auth: AuthSection = field(default_factory=AuthSection)
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{self.server.data_dir / 'caducee.db'}"
+
+    @property
+    def patient_domain(self) -> str:
+        return self.domains.patient
+
+    def is_local_domain(self, domain: str) -> bool:
+        d = domain.lower()
+        return d in self.domains.professional or d == self.domains.patient
+
+
+def _section_types() -> dict[str, type]:
+    hints = typing.get_type_hints(Config)
+    return {name: hint for name, hint in hints.items() if name != "path"}
+
+
+SECTION_TYPES: dict[str, type] = _section_types()
+
+
+# -- loading -----------------------------------------------------------------------------
+
+
+def load(path: Path | str) -> Config:
+    """Read, validate and resolve a configuration file; raise :class:`ConfigError`."""
+    path = Path(path)
+    try:
+        raw_text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(path, None, "-", f"cannot read the file: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw_text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"line (\d+)", str(exc))
+        raise ConfigError(path, int(m.group(1)) if m else None, "-", str(exc)) from None
+    locator = _Locator(raw_text)
+    base = path.resolve().parent
+    sections: dict[str, Any] = {}
+    for name, value in data.items():
+        if name not in SECTION_TYPES:
+            raise ConfigError(
+                path, locator.line(name), name,
+                "unknown section (known: " + ", ".join(sorted(SECTION_TYPES)) + ")",
+            )
+        if not isinstance(value, dict):
+            raise ConfigError(path, locator.line(name), name, "must be a [section]")
+        sections[name] = _build(SECTION_TYPES[name], value, name, path, locator, base)
+    for name, typ in SECTION_TYPES.items():
+        if name not in sections:
+            if _has_required(typ):
+                raise ConfigError(path, None, name, "required section is missing")
+            sections[name] = _build(typ, {}, name, path, locator, base)
+    cfg = Config(path=path.resolve(), **sections)
+    _check(cfg, locator)
+    return cfg
+
+
+def _has_required(typ: type) -> bool:
+    return any(
+        f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        for f in dataclasses.fields(typ)
+    )
+
+
+def _build(
+    typ: type, values: dict[str, Any], section: str, path: Path, locator: _Locator, base: Path
+) -> Any:
+    hints = typing.get_type_hints(typ)
+    known = {f.name for f in dataclasses.fields(typ)}
+    for key in values:
+        if key not in known:
+            raise ConfigError(
+                path, locator.line(section, key), f"{section}.{key}",
+                "unknown key (known: " + ", ".join(sorted(known)) + ")",
+            )
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(typ):
+        full = f"{section}.{f.name}"
+        if f.name not in values:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(path, locator.line(section), full, "required key is missing")
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            kwargs[f.name] = _resolve_paths(default, base)
+            continue
+        try:
+            kwargs[f.name] = _convert(hints[f.name], values[f.name], base)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(path, locator.line(section, f.name), full, str(exc)) from None
+    return typ(**kwargs)
+
+
+def _resolve_paths(value: Any, base: Path) -> Any:
+    if isinstance(value, Path):
+        return value if value.is_absolute() else (base / value)
+    return value
+
+
+def _convert(hint: Any, value: Any, base: Path) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise TypeError(f"expected a list, got {type(value).__name__}")
+        return [_convert(item, v, base) for v in value]
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _convert(args[0], value, base)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise TypeError(f"expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise TypeError(f"expected a string, got {value!r}")
+        return value
+    if hint is Path:
+        if not isinstance(value, str):
+            raise TypeError(f"expected a path string, got {value!r}")
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else base / p
+    if hint is Listen:
+        if not isinstance(value, str):
+            raise TypeError(f'expected "host:port", got {value!r}')
+        return Listen.parse(value)
+    raise TypeError(f"unsupported setting type {hint!r}")  # pragma: no cover
+
+
+def _check(cfg: Config, locator: _Locator) -> None:
+    """Cross-field checks that types alone cannot express."""
+    p = cfg.path
+    if cfg.server.log_format not in ("auto", "json", "text"):
+        raise ConfigError(
+            p, locator.line("server", "log_format"), "server.log_format",
+            f'must be "auto", "json" or "text", got "{cfg.server.log_format}"',
+        )
+    if not cfg.domains.professional:
+        raise ConfigError(
+            p, locator.line("domains", "professional"), "domains.professional",
+            "at least one professional domain is required",
+        )
+    for d in [*cfg.domains.professional, cfg.domains.patient]:
+        if d and not re.fullmatch(r"(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}", d):
+            raise ConfigError(
+                p, locator.line("domains"), "domains",
+                f'"{d}" is not a lower-case domain name',
+            )
+    if cfg.submission.max_message_size < 1024:
+        raise ConfigError(
+            p, locator.line("submission", "max_message_size"), "submission.max_message_size",
+            "must be at least 1024 bytes",
+        )
+    if not cfg.domains.patient:
+        object.__setattr__(
+            cfg.domains, "patient", "patient." + cfg.domains.professional[0]
+        )
+
+
+class _Locator:
+    """Finds the line of ``[section]`` and of ``key =`` inside it, for error messages."""
+
+    def __init__(self, text: str) -> None:
+        self.sections: dict[str, int] = {}
+        self.keys: dict[tuple[str, str], int] = {}
+        current = ""
+        for lineno, line in enumerate(text.splitlines(), 1):
+            s = line.strip()
+            m = re.match(r"^\[\s*([^\]]+?)\s*\]", s)
+            if m:
+                current = m.group(1)
+                self.sections.setdefault(current, lineno)
+                continue
+            m = re.match(r'^"?([A-Za-z0-9_.-]+)"?\s*=', s)
+            if m:
+                key = m.group(1)
+                if "." in key and not current:
+                    sec, _, key = key.rpartition(".")
+                    self.keys.setdefault((sec, key), lineno)
+                else:
+                    self.keys.setdefault((current, key), lineno)
+
+    def line(self, section: str, key: str | None = None) -> int | None:
+        if key is not None and (section, key) in self.keys:
+            return self.keys[(section, key)]
+        return self.sections.get(section)
