@@ -1,0 +1,160 @@
+"""The one durable path into mailboxes (ARCHITECTURE.md §3 "One durable path").
+
+Every edge that accepts a message — SMTP submission, the MTA listener, the webmail — hands
+it to :meth:`DeliveryAgent.deliver`, which
+
+1. adds the trace fields (``Received``, ``Message-ID`` if missing),
+2. DKIM-signs it where we are the sender's domain,
+3. parses its MIME index once,
+4. in **one** write job of the group commit: stores it in every local recipient's INBOX,
+   records the patient contact permissions, and appends the journal entries,
+5. returns only once that commit is durable, so the edge may answer ``250``.
+
+CPU work (signing, parsing) happens before the write job so the single writer only writes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from sqlalchemy import Connection
+
+from audit.events import Action, AuditEvent
+from mailstore.db import Database, Tx
+from mailstore.keystore import KeyStore
+from mailstore.messages import Stored, append_message, encode_index
+from smtp_gateway.dkim_sign import DkimSigner
+from smtp_gateway.trace import find_message_id, message_id_header, new_queue_id
+
+log = logging.getLogger(__name__)
+
+
+class JournalLike(Protocol):
+    def append(self, conn: Connection, events: Sequence[AuditEvent]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LocalRecipient:
+    """A recipient hosted here, resolved at RCPT time."""
+
+    address: str
+    account_id: int
+    inbox_id: int
+    kind: str
+    ins: str | None = None
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A message accepted by an edge, before it is made durable."""
+
+    raw: bytes  # CRLF line endings, as received (dot-unstuffed)
+    mail_from: str
+    recipients: Sequence[LocalRecipient]
+    actor: str  # the authenticated account, or "service:<edge>"
+    protocol: str  # "smtp", "web", "mta"
+    client_ip: str | None = None
+    #: Prepended trace field(s), e.g. the ``Received:`` line, with CRLF.
+    trace: bytes = b""
+    #: Whether we DKIM-sign it (we are the sender's operator).
+    sign: bool = True
+    queue_id: str = field(default_factory=new_queue_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    queue_id: str
+    message_id: str
+    stored: tuple[Stored, ...]
+    size: int
+
+
+#: Called inside the write job for each recipient, e.g. to record patient permissions.
+RecipientHook = Callable[[Connection, Incoming, LocalRecipient, str, datetime], None]
+
+
+class DeliveryAgent:
+    """Signs, stores and journals accepted messages in one transaction."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        keystore: KeyStore,
+        hostname: str,
+        signers: dict[str, DkimSigner] | None = None,
+        journal: JournalLike | None = None,
+        notify: Callable[[int], None] | None = None,
+        recipient_hooks: Sequence[RecipientHook] = (),
+    ) -> None:
+        self.db = db
+        self.keystore = keystore
+        self.hostname = hostname
+        self.signers = signers or {}
+        self.journal = journal
+        self.notify = notify
+        self.recipient_hooks = list(recipient_hooks)
+
+    def prepare(self, incoming: Incoming) -> tuple[bytes, str]:
+        """The bytes to store (trace fields, Message-ID, DKIM-Signature) and the Message-ID."""
+        raw = incoming.raw
+        message_id = find_message_id(raw)
+        head = incoming.trace
+        if message_id is None:
+            field_bytes, message_id = message_id_header(self.hostname)
+            raw = field_bytes + raw
+        raw = head + raw
+        if incoming.sign:
+            signer = self.signers.get(incoming.mail_from.rpartition("@")[2].lower())
+            if signer is not None:
+                raw = signer.sign(raw)
+        return raw, message_id
+
+    async def deliver(self, incoming: Incoming) -> Delivered:
+        """Make ``incoming`` durable; return once committed (raise if it was not)."""
+        raw, message_id = self.prepare(incoming)
+        index_json = encode_index(raw)
+        now = datetime.now(UTC)
+
+        def job(tx: Tx) -> tuple[Stored, ...]:
+            stored = []
+            for rcpt in incoming.recipients:
+                stored.append(
+                    append_message(
+                        tx, self.keystore, rcpt.account_id, rcpt.inbox_id, raw,
+                        internal_date=now, index_json=index_json, notify=self.notify,
+                    )
+                )
+                for hook in self.recipient_hooks:
+                    hook(tx.conn, incoming, rcpt, message_id, now)
+            if self.journal is not None:
+                self.journal.append(tx.conn, self._events(incoming, message_id, now))
+            return tuple(stored)
+
+        stored = await self.db.write(job)
+        return Delivered(incoming.queue_id, message_id, stored, len(raw))
+
+    @staticmethod
+    def _events(incoming: Incoming, message_id: str, now: datetime) -> list[AuditEvent]:
+        events = [
+            AuditEvent(
+                action=Action.MESSAGE_ACCEPTED, actor=incoming.actor, message_id=message_id,
+                queue_id=incoming.queue_id, client_ip=incoming.client_ip,
+                protocol=incoming.protocol, at=now,
+            )
+        ]
+        for rcpt in incoming.recipients:
+            events.append(
+                AuditEvent(
+                    action=Action.MESSAGE_DELIVERED, actor=incoming.actor,
+                    message_id=message_id, queue_id=incoming.queue_id,
+                    patient_ins=rcpt.ins, client_ip=incoming.client_ip,
+                    protocol=incoming.protocol,
+                    object_ids=(("recipient", rcpt.address),), at=now,
+                )
+            )
+        return events

@@ -1,0 +1,167 @@
+"""The asyncio SMTP listeners: aiosmtpd's protocol with our replies, TLS modes and shutdown.
+
+* Port 587 style (RFC 6409 + RFC 3207): STARTTLS required before anything but EHLO,
+  STARTTLS, NOOP, RSET, QUIT; AUTH only after TLS.
+* Port 465 style (RFC 8314 §3.3): implicit TLS, AUTH allowed at once.
+* Every reply gets its enhanced status code (RFC 2034) in one place, :meth:`push`.
+* Graceful stop: stop accepting, let transactions in DATA finish, answer the others
+  ``421 4.3.2`` and close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, AnyStr
+
+from aiosmtpd.smtp import SMTP
+
+from smtp_gateway import replies
+from smtp_gateway.submission import SubmissionHandler
+
+log = logging.getLogger(__name__)
+
+#: Line limit for commands and data lines: 1000 octets with CRLF (RFC 5321 §4.5.3.1.6).
+LINE_LIMIT = 1001
+
+
+class CaduceeSMTP(SMTP):  # type: ignore[misc]
+    """aiosmtpd's SMTP protocol with enhanced codes, our texts and connection tracking."""
+
+    line_length_limit = LINE_LIMIT
+
+    def __init__(
+        self,
+        handler: SubmissionHandler,
+        *,
+        implicit_tls: bool,
+        registry: set[CaduceeSMTP],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(handler, **kwargs)
+        self.implicit_tls = implicit_tls
+        self._registry = registry
+        self._in_ehlo = False
+        self.busy = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        first = self.transport is None
+        super().connection_made(transport)
+        if first:
+            self._registry.add(self)
+            if self.implicit_tls and self.session is not None:
+                self.session.ssl = {"ssl_object": transport.get_extra_info("ssl_object")}
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self._registry.discard(self)
+        super().connection_lost(error)
+
+    async def push(self, status: AnyStr) -> None:
+        if isinstance(status, str) and not self._in_ehlo:
+            status = replies.enhance(status)  # type: ignore[assignment]
+        await super().push(status)
+
+    async def smtp_EHLO(self, hostname: str) -> None:
+        self._in_ehlo = True
+        try:
+            await super().smtp_EHLO(hostname)
+        finally:
+            self._in_ehlo = False
+
+    async def smtp_DATA(self, arg: str) -> None:
+        self.busy = True
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            self.busy = False
+
+    async def say_goodbye(self) -> None:
+        """Shutdown: tell an idle client to come back later and close (RFC 5321 §3.8)."""
+        if self.transport is None:
+            return
+        try:
+            await super().push(replies.R421_SHUTTING_DOWN.line())
+        except (ConnectionError, RuntimeError):
+            pass
+        if self.transport is not None:
+            self.transport.close()
+
+
+@dataclass
+class SmtpService:
+    """The running listeners of one SMTP service and their connections."""
+
+    name: str
+    servers: list[asyncio.AbstractServer] = field(default_factory=list)
+    connections: set[CaduceeSMTP] = field(default_factory=set)
+
+    @property
+    def ports(self) -> list[int]:
+        out = []
+        for srv in self.servers:
+            for sock in srv.sockets:
+                out.append(int(sock.getsockname()[1]))
+        return out
+
+    async def close(self, grace: float = 30.0) -> None:
+        for srv in self.servers:
+            srv.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while any(c.busy for c in self.connections) and loop.time() < deadline:
+            await asyncio.sleep(0.02)  # bounded wait for in-flight DATA to commit
+        await asyncio.gather(
+            *(c.say_goodbye() for c in list(self.connections) if not c.busy),
+            return_exceptions=True,
+        )
+        for srv in self.servers:
+            await srv.wait_closed()
+
+
+async def start_submission(
+    handler: SubmissionHandler,
+    *,
+    hostname: str,
+    tls_context: ssl.SSLContext,
+    starttls: Sequence[tuple[str, int]],
+    implicit: Sequence[tuple[str, int]],
+    max_message_size: int,
+    idle_timeout: float = 300.0,
+) -> SmtpService:
+    """Listen for submission on STARTTLS and implicit-TLS addresses."""
+    service = SmtpService("submission")
+    loop = asyncio.get_running_loop()
+
+    def factory(implicit_tls: bool) -> Callable[[], CaduceeSMTP]:
+        def make() -> CaduceeSMTP:
+            return CaduceeSMTP(
+                handler,
+                implicit_tls=implicit_tls,
+                registry=service.connections,
+                hostname=hostname,
+                ident="Caducée ESMTP",
+                data_size_limit=max_message_size,
+                enable_SMTPUTF8=True,
+                decode_data=False,
+                tls_context=None if implicit_tls else tls_context,
+                require_starttls=not implicit_tls,
+                auth_required=True,
+                auth_require_tls=not implicit_tls,
+                timeout=idle_timeout,
+                command_call_limit={"AUTH": 20, "STARTTLS": 2, "*": 1_000_000},
+                loop=loop,
+            )
+
+        return make
+
+    for host, port in starttls:
+        service.servers.append(await loop.create_server(factory(False), host, port))
+    for host, port in implicit:
+        service.servers.append(
+            await loop.create_server(factory(True), host, port, ssl=tls_context)
+        )
+    log.info("submission listening", extra={"ports": service.ports})
+    return service

@@ -1,0 +1,387 @@
+"""Message submission for professionals (RFC 6409) on top of aiosmtpd.
+
+One coroutine hook per SMTP command; every hook that can accept something is implemented
+(aiosmtpd's defaults would answer ``250`` and drop the message). Rules:
+
+* AUTH PLAIN / LOGIN (RFC 4954, RFC 4616) only over TLS, checked by the shared
+  :class:`~mailstore.auth.Authenticator` (argon2id off the loop, cache, rate limit);
+  AUTH EXTERNAL (RFC 4422 Appendix A) with a verified client certificate.
+* MAIL FROM must be an address owned by the authenticated account (RFC 6409 §6.1).
+* RCPT TO: local recipients must exist (``550 5.1.1``); remote recipients are refused
+  (``554 5.7.1``) until the outbound queue exists.
+* DATA: NUL bytes, bare CR/LF and undeclared 8-bit data are refused (RFC 5321 §2.3.8,
+  RFC 6152 §3); then the message goes through the one durable path and ``250`` is sent
+  only after the commit.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import re
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiosmtpd.smtp import MISSING, AuthResult, Envelope, Session
+
+from mailstore.auth import Authenticator, AuthOutcome, AuthStatus
+from mailstore.tables import PATIENT
+from policy.decision import Decision, Reason
+from smtp_gateway import replies
+from smtp_gateway.delivery import DeliveryAgent, Incoming, LocalRecipient
+from smtp_gateway.recipients import RecipientResolver
+from smtp_gateway.trace import received_header
+
+log = logging.getLogger(__name__)
+
+_8BIT = re.compile(rb"[\x80-\xff]")
+_BARE = re.compile(rb"\r(?!\n)|(?<!\r)\n")
+
+#: A policy check run at RCPT: (session account, sender, recipient address, local or None).
+RcptCheck = Callable[[Any, str, str, LocalRecipient | None], Awaitable[Decision]]
+#: A policy check run on the whole message at DATA: (account, envelope, raw, recipients).
+DataCheck = Callable[[Any, str, bytes, Sequence[LocalRecipient]], Awaitable[Decision]]
+#: A policy check run at MAIL: (account, sender).
+MailCheck = Callable[[Any, str], Awaitable[Decision]]
+
+
+@dataclass
+class SubmissionSettings:
+    hostname: str
+    local_domains: frozenset[str]
+    max_message_size: int = 20 * 1024 * 1024
+    max_recipients: int = 100
+
+
+@dataclass
+class TxState:
+    """Per-transaction state kept beside aiosmtpd's Envelope."""
+
+    local: list[LocalRecipient] = field(default_factory=list)
+
+
+class SubmissionHandler:
+    """aiosmtpd handler for the submission service (ports 587 and 465)."""
+
+    def __init__(
+        self,
+        *,
+        settings: SubmissionSettings,
+        authenticator: Authenticator,
+        resolver: RecipientResolver,
+        delivery: DeliveryAgent,
+        mail_checks: Sequence[MailCheck] = (),
+        rcpt_checks: Sequence[RcptCheck] = (),
+        data_checks: Sequence[DataCheck] = (),
+        on_refusal: Callable[[str, str | None, Reason, str], None] | None = None,
+        on_login: Callable[[str, str | None, AuthStatus], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.authenticator = authenticator
+        self.resolver = resolver
+        self.delivery = delivery
+        self.mail_checks = list(mail_checks)
+        self.rcpt_checks = list(rcpt_checks)
+        self.data_checks = list(data_checks)
+        self.on_refusal = on_refusal
+        self.on_login = on_login
+        #: Transactions between the end of DATA and the reply (for graceful shutdown).
+        self.in_flight = 0
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    @staticmethod
+    def client_ip(session: Session) -> str | None:
+        peer = session.peer
+        if isinstance(peer, tuple) and peer:
+            return str(peer[0])
+        return None
+
+    @staticmethod
+    def account_of(session: Session) -> Any:
+        return session.auth_data
+
+    @staticmethod
+    def tx_state(envelope: Envelope) -> TxState:
+        state = getattr(envelope, "caducee", None)
+        if state is None:
+            state = TxState()
+            envelope.caducee = state  # type: ignore[attr-defined]
+        return state
+
+    def _refuse(self, session: Session, reason: Reason, detail: str = "") -> str:
+        acc = self.account_of(session)
+        if self.on_refusal is not None:
+            actor = acc.address if acc is not None else "anonymous"
+            self.on_refusal(actor, self.client_ip(session), reason, detail)
+        return replies.for_reason(reason, detail)
+
+    # -- EHLO ------------------------------------------------------------------------------
+
+    async def handle_EHLO(
+        self, server: Any, session: Session, envelope: Envelope, hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        """RFC 5321 §4.1.1.1 plus our extensions; EXTERNAL only with a verified certificate."""
+        session.host_name = hostname
+        out = []
+        for line in responses:
+            if line.startswith("250-AUTH "):
+                mechs = line[len("250-AUTH ") :].split()
+                if not _peer_certificate(server, session):
+                    mechs = [m for m in mechs if m != "EXTERNAL"]
+                line = "250-AUTH " + " ".join(mechs)
+            if line == "250 HELP":
+                out += ["250-ENHANCEDSTATUSCODES", "250-PIPELINING", "250 HELP"]
+                continue
+            out.append(line)
+        return out
+
+    # -- AUTH (RFC 4954) -------------------------------------------------------------------
+
+    async def auth_PLAIN(self, server: Any, args: list[str]) -> AuthResult:
+        """RFC 4616: ``[authzid] NUL authcid NUL passwd``."""
+        if len(args) == 1:
+            blob = await server.challenge_auth("", encode_to_b64=False)
+            if blob is MISSING:
+                return AuthResult(success=False, handled=True)
+        else:
+            try:
+                blob = base64.b64decode(args[1], validate=True)
+            except (binascii.Error, ValueError):
+                await server.push("501 5.5.2 Cannot decode base64")
+                return AuthResult(success=False, handled=True)
+        parts = blob.split(b"\x00")
+        if len(parts) != 3:
+            await server.push("501 5.5.2 Cannot split the PLAIN credentials")
+            return AuthResult(success=False, handled=True)
+        authzid, login, password = parts
+        if authzid and authzid != login:
+            await server.push("535 5.7.8 Authorization identity must match the login")
+            return AuthResult(success=False, handled=True)
+        return await self._password_login(server, login, password)
+
+    async def auth_LOGIN(self, server: Any, args: list[str]) -> AuthResult:
+        if len(args) == 1:
+            login = await server.challenge_auth("Username:")
+            if login is MISSING:
+                return AuthResult(success=False, handled=True)
+        else:
+            try:
+                login = base64.b64decode(args[1], validate=True)
+            except (binascii.Error, ValueError):
+                await server.push("501 5.5.2 Cannot decode base64")
+                return AuthResult(success=False, handled=True)
+        password = await server.challenge_auth("Password:")
+        if password is MISSING:
+            return AuthResult(success=False, handled=True)
+        return await self._password_login(server, login, password)
+
+    async def auth_EXTERNAL(self, server: Any, args: list[str]) -> AuthResult:
+        """RFC 4422 Appendix A: the identity is the verified client certificate's."""
+        session: Session = server.session
+        identity = _certificate_identity(_peer_certificate(server, session))
+        if identity is None:
+            await server.push("535 5.7.8 No verified client certificate")
+            return AuthResult(success=False, handled=True)
+        outcome = await self.authenticator.verify_certificate(identity, self.client_ip(session))
+        return await self._finish_login(server, identity, outcome)
+
+    async def _password_login(self, server: Any, login: bytes, password: bytes) -> AuthResult:
+        session: Session = server.session
+        try:
+            address = login.decode("utf-8")
+            secret = password.decode("utf-8")
+        except UnicodeDecodeError:
+            await server.push("501 5.5.4 Credentials must be UTF-8")
+            return AuthResult(success=False, handled=True)
+        outcome = await self.authenticator.verify_password(
+            address, secret, self.client_ip(session)
+        )
+        return await self._finish_login(server, address, outcome)
+
+    async def _finish_login(self, server: Any, who: str, outcome: AuthOutcome) -> AuthResult:
+        session: Session = server.session
+        ip = self.client_ip(session)
+        if self.on_login is not None:
+            self.on_login(who, ip, outcome.status)
+        if outcome.status is AuthStatus.RATE_LIMITED:
+            await server.push(replies.R421_RATE_LIMITED.line())
+            server.transport.close()
+            return AuthResult(success=False, handled=True)
+        if outcome.status is AuthStatus.OK and outcome.account is not None:
+            if outcome.account.kind == PATIENT:
+                await server.push(
+                    "535 5.7.8 Patient accounts cannot use SMTP submission: use the web mail"
+                )
+                return AuthResult(success=False, handled=True)
+            log.info("smtp login", extra={"account": outcome.account.address, "client_ip": ip})
+            return AuthResult(success=True, handled=False, auth_data=outcome.account)
+        return AuthResult(success=False, handled=False)
+
+    # -- MAIL, RCPT ------------------------------------------------------------------------
+
+    async def handle_MAIL(
+        self, server: Any, session: Session, envelope: Envelope, address: str,
+        mail_options: list[str],
+    ) -> str:
+        acc = self.account_of(session)
+        if acc is None:  # aiosmtpd's auth_required already answered; defensive
+            return replies.R530_AUTH_REQUIRED.line()
+        if address.lower() != acc.address:
+            return self._refuse(session, Reason.SENDER_NOT_OWNED, "")
+        for check in self.mail_checks:
+            decision = await check(acc, address)
+            if not decision:
+                return self._refuse(session, decision.reason, decision.detail)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        self.tx_state(envelope).local.clear()
+        return replies.R250_SENDER_OK.line()
+
+    async def handle_RCPT(
+        self, server: Any, session: Session, envelope: Envelope, address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        state = self.tx_state(envelope)
+        if len(envelope.rcpt_tos) >= self.settings.max_recipients:
+            return replies.R452_TOO_MANY_RECIPIENTS.line()
+        domain = address.rpartition("@")[2].lower()
+        acc = self.account_of(session)
+        local: LocalRecipient | None = None
+        if domain in self.settings.local_domains:
+            local = await self.resolver.resolve(address)
+            if local is None:
+                return self._refuse(session, Reason.UNKNOWN_RECIPIENT, "")
+        for check in self.rcpt_checks:
+            decision = await check(acc, envelope.mail_from or "", address, local)
+            if not decision:
+                return self._refuse(session, decision.reason, decision.detail)
+        if local is None:
+            # No outbound queue yet: nothing leaves the platform (no open relay).
+            return self._refuse(session, Reason.RELAY_DENIED, "")
+        if any(r.account_id == local.account_id for r in state.local):
+            return replies.R250_RECIPIENT_OK.line()  # duplicate RCPT: deliver once
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        state.local.append(local)
+        return replies.R250_RECIPIENT_OK.line()
+
+    async def handle_RSET(self, server: Any, session: Session, envelope: Envelope) -> str:
+        return replies.R250_OK.line()
+
+    async def handle_NOOP(self, server: Any, session: Session, envelope: Envelope, arg: str) -> str:
+        return replies.R250_OK.line()
+
+    async def handle_VRFY(
+        self, server: Any, session: Session, envelope: Envelope, address: str
+    ) -> str:
+        # RFC 5321 §3.5.3: do not disclose which mailboxes exist.
+        return "252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery"
+
+    # -- DATA ------------------------------------------------------------------------------
+
+    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content
+        assert isinstance(raw, bytes | bytearray)
+        raw = bytes(raw)
+        if b"\x00" in raw:
+            return replies.R554_NUL_IN_DATA.line()
+        if _BARE.search(raw):
+            return replies.R554_BARE_LF.line()
+        body_8bit = any(o.upper() == "BODY=8BITMIME" for o in envelope.mail_options)
+        if not body_8bit and not envelope.smtp_utf8 and _8BIT.search(raw):
+            return replies.R554_8BIT_WITHOUT_8BITMIME.line()
+        if len(raw) > self.settings.max_message_size:
+            return replies.R552_MESSAGE_TOO_LARGE.line()
+        acc = self.account_of(session)
+        state = self.tx_state(envelope)
+        for check in self.data_checks:
+            decision = await check(acc, envelope.mail_from or "", raw, state.local)
+            if not decision:
+                return self._refuse(session, decision.reason, decision.detail)
+        if not raw.endswith(b"\r\n"):
+            raw += b"\r\n"
+        ssl_info = _ssl_info(server, session)
+        incoming = Incoming(
+            raw=raw,
+            mail_from=envelope.mail_from or "",
+            recipients=tuple(state.local),
+            actor=acc.address,
+            protocol="smtp",
+            client_ip=self.client_ip(session),
+        )
+        trace = received_header(
+            helo=session.host_name or "unknown",
+            client_ip=incoming.client_ip,
+            hostname=self.settings.hostname,
+            protocol="ESMTPSA" if ssl_info else "ESMTPA",
+            queue_id=incoming.queue_id,
+            tls_version=ssl_info[0] if ssl_info else None,
+            cipher=ssl_info[1] if ssl_info else None,
+            recipient=envelope.rcpt_tos[0] if len(envelope.rcpt_tos) == 1 else None,
+        )
+        incoming = Incoming(**{**incoming.__dict__, "trace": trace})
+        self.in_flight += 1
+        try:
+            delivered = await self.delivery.deliver(incoming)
+        finally:
+            self.in_flight -= 1
+        log.info(
+            "message accepted",
+            extra={"queue_id": delivered.queue_id, "account": acc.address,
+                   "recipients": len(state.local), "size": delivered.size},
+        )
+        return f"{replies.R250_QUEUED.line()} {delivered.queue_id}"
+
+    # -- errors ----------------------------------------------------------------------------
+
+    async def handle_exception(self, error: Exception) -> str:
+        """Our fault: log with a correlation id, answer temporarily (never 500 + traceback)."""
+        ref = secrets.token_hex(4)
+        log.error("SMTP session failed (ref %s)", ref, exc_info=error)
+        return f"{replies.R451_TEMPORARY.line()} (ref {ref})"
+
+
+def _peer_certificate(server: Any, session: Session) -> dict[str, Any] | None:
+    ssl_object = None
+    if session.ssl:
+        ssl_object = session.ssl.get("ssl_object")
+    if ssl_object is None and server.transport is not None:
+        ssl_object = server.transport.get_extra_info("ssl_object")
+    if ssl_object is None:
+        return None
+    cert = ssl_object.getpeercert()
+    return cert or None
+
+
+def _certificate_identity(cert: dict[str, Any] | None) -> str | None:
+    """The account identifier of a verified client certificate.
+
+    CPS-style certificates carry the practitioner's national identifier in the subject's
+    serialNumber attribute; otherwise the common name is used.
+    """
+    if not cert:
+        return None
+    serial = common = None
+    for rdn in cert.get("subject", ()):
+        for key, value in rdn:
+            if key == "serialNumber":
+                serial = value
+            elif key == "commonName":
+                common = value
+    return serial or common
+
+
+def _ssl_info(server: Any, session: Session) -> tuple[str, str] | None:
+    transport = server.transport
+    if transport is None:
+        return None
+    ssl_object = transport.get_extra_info("ssl_object")
+    if ssl_object is None:
+        return None
+    cipher = ssl_object.cipher()
+    return ssl_object.version() or "TLS", cipher[0] if cipher else "unknown"
