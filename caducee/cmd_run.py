@@ -38,7 +38,8 @@ def _services(text: str) -> tuple[str, ...]:
     names = tuple(s.strip() for s in text.split(",") if s.strip())
     unknown = [n for n in names if n not in ALL_SERVICES]
     if unknown:
-        raise CliError(f"unknown service(s) {', '.join(unknown)} (known: {', '.join(ALL_SERVICES)})")
+        known = ", ".join(ALL_SERVICES)
+        raise CliError(f"unknown service(s) {', '.join(unknown)} (known: {known})")
     return names
 
 

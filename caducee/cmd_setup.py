@@ -33,7 +33,9 @@ def register(sub: Any) -> None:
     up = db.add_parser("upgrade", help="apply the migrations")
     up.set_defaults(func=cmd_db_upgrade)
 
-    keys = sub.add_parser("keys", help="encryption keys").add_subparsers(dest="keys_cmd", required=True)
+    keys = sub.add_parser("keys", help="encryption keys").add_subparsers(
+        dest="keys_cmd", required=True
+    )
     rot = keys.add_parser("rotate", help="new master key; re-wrap every data key")
     rot.set_defaults(func=cmd_keys_rotate)
 

@@ -68,7 +68,11 @@ def create_ca(common_name: str = "Caducée demo CA", days: int = 3650) -> Issued
 
 
 def _leaf(
-    ca: Issued, subject: x509.Name, *, sans: list[x509.GeneralName], usage: list[x509.ObjectIdentifier],
+    ca: Issued,
+    subject: x509.Name,
+    *,
+    sans: list[x509.GeneralName],
+    usage: list[x509.ObjectIdentifier],
     days: int,
 ) -> Issued:
     key = _key()

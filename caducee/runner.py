@@ -72,7 +72,7 @@ def journal_sink(ctx: Context) -> Callable[[AuditEvent], None]:
     return sink
 
 
-def _log_failure(fut: asyncio.Future[object]) -> None:
+def _log_failure(fut: asyncio.Future[None]) -> None:
     if not fut.cancelled() and fut.exception() is not None:
         log.error("journal append failed", exc_info=fut.exception())
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,7 +107,7 @@ def write_all(opts: InitOptions, *, client_identifier: str = "810000000000") -> 
     keys_dir = d / "keys"
     tls_dir.mkdir(exist_ok=True)
     keys_dir.mkdir(exist_ok=True, mode=0o700)
-    os.chmod(keys_dir, 0o700)
+    keys_dir.chmod(0o700)
     (d / "audit").mkdir(exist_ok=True)
 
     ca = pki.create_ca()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from argon2 import PasswordHasher
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, RowMapping, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from mailstore.keystore import KeyStore
@@ -63,8 +63,7 @@ class Account:
         return self.address.rpartition("@")[2]
 
 
-def _from_row(row: Row[tuple[object, ...]]) -> Account:
-    m = row._mapping
+def _from_row(m: RowMapping) -> Account:
     return Account(
         id=m["id"],
         address=m["address"],
@@ -148,7 +147,9 @@ def create_account(
                 .returning(account.c.id)
             ).scalar_one()
     except IntegrityError:
-        raise AccountError(f"an account already exists for {address} (or its INS/certificate)") from None
+        raise AccountError(
+            f"an account already exists for {address} (or its INS/certificate)"
+        ) from None
     keystore.create(conn, account_id)
     base = new_uidvalidity()
     conn.execute(
@@ -177,17 +178,17 @@ def get_by_address(conn: Connection, address: str) -> Account | None:
     except AccountError:
         return None
     row = conn.execute(select(*_COLUMNS).where(account.c.address == address)).first()
-    return _from_row(row) if row else None
+    return _from_row(row._mapping) if row else None
 
 
 def get_by_id(conn: Connection, account_id: int) -> Account | None:
     row = conn.execute(select(*_COLUMNS).where(account.c.id == account_id)).first()
-    return _from_row(row) if row else None
+    return _from_row(row._mapping) if row else None
 
 
 def get_by_cert_subject(conn: Connection, subject: str) -> Account | None:
     row = conn.execute(select(*_COLUMNS).where(account.c.cert_subject == subject)).first()
-    return _from_row(row) if row else None
+    return _from_row(row._mapping) if row else None
 
 
 def password_hash_of(conn: Connection, account_id: int) -> str | None:
@@ -200,7 +201,7 @@ def list_accounts(conn: Connection, kind: str | None = None) -> list[Account]:
     q = select(*_COLUMNS).order_by(account.c.address)
     if kind:
         q = q.where(account.c.kind == kind)
-    return [_from_row(r) for r in conn.execute(q)]
+    return [_from_row(r._mapping) for r in conn.execute(q)]
 
 
 def _require(conn: Connection, address: str) -> Account:
@@ -255,7 +256,9 @@ def set_cert_subject(conn: Connection, address: str, subject: str | None) -> Acc
                 )
             )
     except IntegrityError:
-        raise AccountError(f"certificate identifier {subject} is bound to another account") from None
+        raise AccountError(
+            f"certificate identifier {subject} is bound to another account"
+        ) from None
     return _require(conn, address)
 
 

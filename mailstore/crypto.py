@@ -119,7 +119,7 @@ class MasterKeyring:
             fh.write("\n".join(lines) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        tmp.replace(path)
         dfd = os.open(path.parent, os.O_RDONLY)
         try:
             os.fsync(dfd)

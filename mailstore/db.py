@@ -225,7 +225,7 @@ class Database:
                 if conn is not None:
                     try:
                         conn.close()
-                    except Exception:  # noqa: BLE001 - already failing
+                    except Exception:
                         log.debug("closing a broken connection failed", exc_info=True)
                     conn = None
                 err = StorageUnavailable(f"commit failed: {exc.__class__.__name__}")
@@ -250,8 +250,8 @@ class Database:
                     results.append((job, value, None, tx._after))
         self.commits += 1
         self.jobs_committed += len(batch)
-        for job, value, exc, after in results:
-            self._resolve(job, value, exc, after)
+        for job, value, failure, after in results:
+            self._resolve(job, value, failure, after)
 
     @staticmethod
     def _resolve(

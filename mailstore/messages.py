@@ -145,9 +145,13 @@ def read_body(conn: Connection, keystore: KeyStore, account_id: int, blob_id: st
     return open_sealed(cipher, body_aad(blob_id, account_id), data, what=f"message blob {blob_id}")
 
 
-def read_meta(conn: Connection, keystore: KeyStore, account_id: int, blob_id: str) -> dict[str, Any]:
+def read_meta(
+    conn: Connection, keystore: KeyStore, account_id: int, blob_id: str
+) -> dict[str, Any]:
     data = conn.execute(select(blob.c.meta).where(blob.c.id == blob_id)).scalar_one()
     cipher = keystore.cipher(conn, account_id)
-    plain = open_sealed(cipher, meta_aad(blob_id, account_id), data, what=f"message index {blob_id}")
+    plain = open_sealed(
+        cipher, meta_aad(blob_id, account_id), data, what=f"message index {blob_id}"
+    )
     result: dict[str, Any] = json.loads(plain)
     return result

@@ -11,8 +11,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, AnyStr
@@ -24,11 +26,22 @@ from smtp_gateway.submission import SubmissionHandler
 
 log = logging.getLogger(__name__)
 
+
+class _ImplicitTlsNoise(logging.Filter):
+    """On implicit-TLS listeners AUTH is allowed without STARTTLS because the whole
+    connection is TLS; aiosmtpd cannot know that and warns at every connection."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "auth_require_tls == False" not in record.getMessage()
+
+
+logging.getLogger("mail.log").addFilter(_ImplicitTlsNoise())
+
 #: Line limit for commands and data lines: 1000 octets with CRLF (RFC 5321 §4.5.3.1.6).
 LINE_LIMIT = 1001
 
 
-class CaduceeSMTP(SMTP):  # type: ignore[misc]
+class CaduceeSMTP(SMTP):  # type: ignore[misc,unused-ignore]
     """aiosmtpd's SMTP protocol with enhanced codes, our texts and connection tracking."""
 
     line_length_limit = LINE_LIMIT
@@ -46,6 +59,8 @@ class CaduceeSMTP(SMTP):  # type: ignore[misc]
         self._registry = registry
         self._in_ehlo = False
         self.busy = False
+        #: Called when a transaction ends (graceful shutdown waits on it).
+        self.on_idle: Callable[[], None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         first = self.transport is None
@@ -61,7 +76,7 @@ class CaduceeSMTP(SMTP):  # type: ignore[misc]
 
     async def push(self, status: AnyStr) -> None:
         if isinstance(status, str) and not self._in_ehlo:
-            status = replies.enhance(status)  # type: ignore[assignment]
+            status = replies.enhance(status)  # type: ignore[assignment,unused-ignore]
         await super().push(status)
 
     async def smtp_EHLO(self, hostname: str) -> None:
@@ -77,15 +92,15 @@ class CaduceeSMTP(SMTP):  # type: ignore[misc]
             await super().smtp_DATA(arg)
         finally:
             self.busy = False
+            if self.on_idle is not None:
+                self.on_idle()
 
     async def say_goodbye(self) -> None:
         """Shutdown: tell an idle client to come back later and close (RFC 5321 §3.8)."""
         if self.transport is None:
             return
-        try:
+        with contextlib.suppress(ConnectionError, RuntimeError):
             await super().push(replies.R421_SHUTTING_DOWN.line())
-        except (ConnectionError, RuntimeError):
-            pass
         if self.transport is not None:
             self.transport.close()
 
@@ -102,17 +117,24 @@ class SmtpService:
     def ports(self) -> list[int]:
         out = []
         for srv in self.servers:
-            for sock in srv.sockets:
+            for sock in getattr(srv, "sockets", ()):
                 out.append(int(sock.getsockname()[1]))
         return out
 
     async def close(self, grace: float = 30.0) -> None:
         for srv in self.servers:
             srv.close()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace
-        while any(c.busy for c in self.connections) and loop.time() < deadline:
-            await asyncio.sleep(0.02)  # bounded wait for in-flight DATA to commit
+        drained = asyncio.Event()
+
+        def check() -> None:
+            if not any(c.busy for c in self.connections):
+                drained.set()
+
+        for c in self.connections:
+            c.on_idle = check
+        check()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(drained.wait(), grace)  # in-flight DATA commits first
         await asyncio.gather(
             *(c.say_goodbye() for c in list(self.connections) if not c.busy),
             return_exceptions=True,
@@ -137,6 +159,11 @@ async def start_submission(
 
     def factory(implicit_tls: bool) -> Callable[[], CaduceeSMTP]:
         def make() -> CaduceeSMTP:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS")
+                return _build()
+
+        def _build() -> CaduceeSMTP:
             return CaduceeSMTP(
                 handler,
                 implicit_tls=implicit_tls,

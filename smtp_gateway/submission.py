@@ -21,11 +21,12 @@ import binascii
 import logging
 import re
 import secrets
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiosmtpd.smtp import MISSING, AuthResult, Envelope, Session
+from aiosmtpd.smtp import MISSING, AuthResult, Envelope, Session, TLSSetupException
 
 from mailstore.auth import Authenticator, AuthOutcome, AuthStatus
 from mailstore.tables import PATIENT
@@ -95,7 +96,7 @@ class SubmissionHandler:
 
     @staticmethod
     def client_ip(session: Session) -> str | None:
-        peer = session.peer
+        peer: Any = session.peer
         if isinstance(peer, tuple) and peer:
             return str(peer[0])
         return None
@@ -341,6 +342,10 @@ class SubmissionHandler:
 
     async def handle_exception(self, error: Exception) -> str:
         """Our fault: log with a correlation id, answer temporarily (never 500 + traceback)."""
+        if isinstance(error, TLSSetupException | ssl.SSLError | ConnectionError):
+            # The peer's fault (failed handshake, reset): not worth a traceback.
+            log.info("SMTP peer error: %s", error.__class__.__name__)
+            return "454 4.7.0 TLS not available due to temporary reason"
         ref = secrets.token_hex(4)
         log.error("SMTP session failed (ref %s)", ref, exc_info=error)
         return f"{replies.R451_TEMPORARY.line()} (ref {ref})"

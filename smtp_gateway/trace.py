@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 import secrets
-from email.utils import format_datetime
 from datetime import UTC, datetime
+from email.utils import format_datetime
 
 _QUEUE_ALPHABET = "0123456789BCDFGHJKLMNPQRSTVWXZ"
 _UNSAFE = re.compile(r"[^A-Za-z0-9.\-\[\]:_]")
@@ -42,7 +42,7 @@ def received_header(
     return (
         f"Received: from {helo_s} ([{ip}])\r\n\tby {hostname} (Caducée) with {protocol}"
         f" id {queue_id}{tls}{rcpt};\r\n\t{when}\r\n"
-    ).encode("utf-8")
+    ).encode()
 
 
 def _is_safe_address(address: str) -> bool:

@@ -1,0 +1,101 @@
+"""The `caducee` command: init, accounts, key rotation, exit statuses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from caducee.cli import main
+from mailstore import accounts
+
+
+def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "caducee", *args], input=stdin,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def initialised(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("init") / "data"
+    r = run("init", str(d), "--port-base", "20000")
+    assert r.returncode == 0, r.stderr
+    assert "caducee._domainkey.demo.mssante.fr  v=DKIM1; k=rsa; p=" in r.stdout
+    return d
+
+
+def test_init_writes_private_keys_and_a_loadable_config(initialised: Path) -> None:
+    d = initialised
+    for secret in ("keys/master.key", "keys/dkim.key", "keys/journal.key", "tls/ca.key",
+                   "tls/server.key"):
+        assert (d / secret).stat().st_mode & 0o777 == 0o600, secret
+    text = (d / "caducee.toml").read_text()
+    assert 'listen = ["127.0.0.1:20587"]' in text
+    again = run("init", str(d))
+    assert again.returncode == 1 and "already exists" in again.stderr
+
+
+def test_account_lifecycle(initialised: Path) -> None:
+    cfg = str(initialised / "caducee.toml")
+    r = run("-c", cfg, "account", "add", "jean.dupont@demo.mssante.fr", "--name", "Jean Dupont")
+    assert r.returncode == 0, r.stderr
+    assert "password (shown once): " in r.stdout
+    dup = run("-c", cfg, "account", "add", "jean.dupont@demo.mssante.fr")
+    assert dup.returncode == 1 and "already exists" in dup.stderr
+    r = run("-c", cfg, "account", "passwd", "jean.dupont@demo.mssante.fr", "--password-stdin",
+            stdin="a-new-long-password\n")
+    assert r.returncode == 0, r.stderr
+    assert run("-c", cfg, "account", "disable", "jean.dupont@demo.mssante.fr").returncode == 0
+    listing = run("-c", cfg, "account", "list").stdout
+    assert "jean.dupont@demo.mssante.fr" in listing and "disabled" in listing
+    missing = run("-c", cfg, "account", "passwd", "ghost@demo.mssante.fr", "--password-stdin",
+                  stdin="whatever-long\n")
+    assert missing.returncode == 1 and "no account ghost@demo.mssante.fr" in missing.stderr
+
+
+def test_keys_rotate_keeps_mail_readable(initialised: Path) -> None:
+    from caducee import config
+    from caducee.context import open_context
+    from mailstore import messages
+
+    cfg_path = initialised / "caducee.toml"
+    cfg = config.load(cfg_path)
+    ctx = open_context(cfg)
+    try:
+        def setup(tx):  # type: ignore[no-untyped-def]
+            acc = accounts.create_account(tx.conn, ctx.keystore, address="rot@demo.mssante.fr",
+                                          kind="professional")
+            inbox = accounts.mailbox_id(tx.conn, acc.id, "INBOX")
+            return acc, messages.append_message(tx, ctx.keystore, acc.id, inbox, b"S: x\r\n\r\nq\r\n")
+        acc, stored = ctx.db.write_sync(setup)
+    finally:
+        ctx.close()
+    old_key = (initialised / "keys/master.key").read_text()
+    r = run("-c", str(cfg_path), "keys", "rotate")
+    assert r.returncode == 0, r.stderr
+    new_key = (initialised / "keys/master.key").read_text()
+    assert new_key != old_key and len(new_key.splitlines()) == 2  # header + one key
+    ctx = open_context(config.load(cfg_path))
+    try:
+        body = ctx.db.read_sync(lambda c: messages.read_body(c, ctx.keystore, acc.id, stored.blob_id))
+    finally:
+        ctx.close()
+    assert body == b"S: x\r\n\r\nq\r\n"
+
+
+def test_bad_config_exits_2_with_location(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "c.toml"
+    bad.write_text('[server]\nhostname = "h.fr"\n[domains]\nprofessional = "nope"\n')
+    assert main(["-c", str(bad), "account", "list"]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:4: key «domains.professional»: expected a list" in err
+
+
+def test_dkim_dns(initialised: Path) -> None:
+    r = run("-c", str(initialised / "caducee.toml"), "dkim", "dns")
+    assert r.returncode == 0
+    assert 'caducee._domainkey.demo.mssante.fr. IN TXT "v=DKIM1; k=rsa; p=' in r.stdout
+    assert os.environ.get("CADUCEE_MASTER_KEY") is None

@@ -1,0 +1,161 @@
+"""Kill-after-acknowledge: SIGKILL the server repeatedly while 8 clients submit 2,000
+messages; every message that got a 250 is stored exactly once. SIGTERM exits 0."""
+
+from __future__ import annotations
+
+import collections
+import signal
+import smtplib
+import ssl
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from mailstore import messages
+from mailstore.tables import account, mailbox, message
+from tests.support.platform import PlatformDir, SubprocessPlatform, make_platform_dir
+
+SENDER = "claire.martin@demo.mssante.fr"
+RCPT = "paul.lefevre@demo.mssante.fr"
+PASSWORD = "durable-password-1"
+TOTAL = 2000
+CLIENTS = 8
+KILL_AT = (200, 450, 700, 950, 1200, 1450)
+
+
+def _platform(request: pytest.FixtureRequest, tmp_path: Path, backend: str) -> PlatformDir:
+    url = request.getfixturevalue("pg_server").create_database() if backend == "postgresql" else ""
+    pdir = make_platform_dir(tmp_path / "p", url)
+    pdir.add_account(SENDER, PASSWORD)
+    pdir.add_account(RCPT, PASSWORD)
+    return pdir
+
+
+def stored_message_ids(pdir: PlatformDir) -> collections.Counter[str]:
+    ctx = pdir.context()
+    try:
+        def read(conn):  # type: ignore[no-untyped-def]
+            rows = conn.execute(
+                select(account.c.id, message.c.blob_id)
+                .select_from(message.join(mailbox).join(account))
+                .where(account.c.address == RCPT)
+            ).all()
+            return [messages.read_meta(conn, ctx.keystore, r.id, r.blob_id) for r in rows]
+
+        metas = ctx.db.read_sync(read)
+    finally:
+        ctx.close()
+    return collections.Counter(m["headers"]["message-id"] for m in metas)
+
+
+class Client(threading.Thread):
+    def __init__(self, n: int, pdir: PlatformDir, todo: list[int], acked: list[str],
+                 lock: threading.Lock, stop: threading.Event) -> None:
+        super().__init__(daemon=True)
+        self.n, self.pdir, self.todo, self.acked, self.lock, self.stop = n, pdir, todo, acked, lock, stop
+        self.ctx = ssl.create_default_context(cafile=str(pdir.ca))
+        self.errors = 0
+
+    def connect(self) -> smtplib.SMTP:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                s = smtplib.SMTP("127.0.0.1", self.pdir.ports["submission"], timeout=20)
+                s.starttls(context=self.ctx)
+                s.login(SENDER, PASSWORD)
+                return s
+            except (OSError, smtplib.SMTPException):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)  # the server is restarting: retry until the deadline
+
+    def run(self) -> None:
+        s: smtplib.SMTP | None = None
+        while True:
+            with self.lock:
+                if not self.todo:
+                    break
+                i = self.todo.pop()
+            mid = f"<durable-{i}@test.caducee>"
+            raw = (f"From: {SENDER}\r\nTo: {RCPT}\r\nSubject: n{i}\r\nMessage-ID: {mid}\r\n\r\n"
+                   f"body {i}\r\n").encode()
+            try:
+                if s is None:
+                    s = self.connect()
+                s.sendmail(SENDER, [RCPT], raw)
+            except (OSError, smtplib.SMTPException):
+                self.errors += 1  # not acknowledged: may or may not be stored, never retried
+                s = None
+                continue
+            with self.lock:
+                self.acked.append(mid)
+        if s is not None:
+            try:
+                s.quit()
+            except (OSError, smtplib.SMTPException):
+                pass
+
+
+@pytest.mark.slow
+def test_sigkill_never_loses_an_acknowledged_message(
+    request: pytest.FixtureRequest, tmp_path: Path, backend: str
+) -> None:
+    pdir = _platform(request, tmp_path, backend)
+    server = SubprocessPlatform(pdir).start()
+    todo = list(range(TOTAL))
+    acked: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+    clients = [Client(n, pdir, todo, acked, lock, stop) for n in range(CLIENTS)]
+    for c in clients:
+        c.start()
+    kills = 0
+    try:
+        for threshold in KILL_AT:
+            deadline = time.monotonic() + 120
+            while len(acked) < threshold and any(c.is_alive() for c in clients):
+                assert time.monotonic() < deadline, "clients stalled"
+                time.sleep(0.01)
+            if not any(c.is_alive() for c in clients):
+                break
+            server.kill()
+            kills += 1
+            server.start()
+        for c in clients:
+            c.join(300)
+    finally:
+        server.stop()
+    assert kills >= 5
+    counts = stored_message_ids(pdir)
+    attempted = {f"<durable-{i}@test.caducee>" for i in range(TOTAL)}
+    assert set(counts) <= attempted
+    duplicates = {k: v for k, v in counts.items() if v > 1}
+    assert not duplicates
+    missing = [m for m in acked if counts[m] != 1]
+    assert not missing, f"{len(missing)} acknowledged messages lost"
+    assert len(acked) + sum(c.errors for c in clients) == TOTAL
+    # Unacknowledged messages may have been committed just before the kill: at most one
+    # per client per kill.
+    assert len(counts) - len(acked) <= CLIENTS * kills
+
+
+def test_sigterm_finishes_and_exits_zero(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    pdir = _platform(request, tmp_path, "sqlite")
+    server = SubprocessPlatform(pdir).start()
+    ctx = ssl.create_default_context(cafile=str(pdir.ca))
+    s = smtplib.SMTP("127.0.0.1", pdir.ports["submission"], timeout=20)
+    s.starttls(context=ctx)
+    s.login(SENDER, PASSWORD)
+    s.sendmail(SENDER, [RCPT], b"Subject: before stop\r\nMessage-ID: <t1@x>\r\n\r\nx\r\n")
+    assert server.signal(signal.SIGTERM) == 0
+    # The idle client was told to come back later (RFC 5321 §3.8).
+    try:
+        code, _ = s.noop()
+    except smtplib.SMTPServerDisconnected:
+        code = 421
+    assert code == 421
+    assert '"stopped"' in server.log_text() or "stopped" in server.log_text()
+    assert stored_message_ids(pdir)["<t1@x>"] == 1

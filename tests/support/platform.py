@@ -1,0 +1,169 @@
+"""Start a whole Caducée platform for end-to-end tests: in-process (a thread with its own
+event loop) or as a real `caducee run` subprocess that can be killed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from caducee import config as config_mod
+from caducee.context import Context, open_context
+from caducee.runner import ALL_SERVICES, Platform, start_platform
+from caducee.setup_files import PORTS, InitOptions, write_all
+from mailstore import accounts
+from tests.support.net import free_port, wait_for, wait_port
+
+DOMAIN = "demo.mssante.fr"
+PATIENT_DOMAIN = "patient.demo.mssante.fr"
+
+
+@dataclass
+class PlatformDir:
+    """An initialised data directory with free ports."""
+
+    root: Path
+    config_path: Path
+    ports: dict[str, int]
+
+    @property
+    def config(self) -> config_mod.Config:
+        return config_mod.load(self.config_path)
+
+    @property
+    def ca(self) -> Path:
+        return self.root / "tls" / "ca.crt"
+
+    def context(self) -> Context:
+        return open_context(self.config, readers=2)
+
+    def add_account(self, address: str, password: str = "correct horse 1", **kw: object) -> str:
+        from caducee.cmd_setup import upgrade_schema
+
+        upgrade_schema(self.config)
+        ctx = self.context()
+        try:
+            ctx.db.write_sync(
+                lambda tx: accounts.create_account(
+                    tx.conn, ctx.keystore, address=address,
+                    kind=str(kw.pop("kind", "professional")), password=password,
+                    **kw,  # type: ignore[arg-type]
+                )
+            )
+        finally:
+            ctx.close()
+        return password
+
+
+def make_platform_dir(root: Path, database_url: str = "") -> PlatformDir:
+    ports = {name: free_port() for name in PORTS}
+    opts = InitOptions(directory=root, ports=ports, database_url=database_url)
+    result = write_all(opts)
+    from caducee.cmd_setup import upgrade_schema
+
+    upgrade_schema(config_mod.load(result.config_path))
+    return PlatformDir(root, result.config_path, ports)
+
+
+@dataclass
+class InProcessPlatform:
+    """The platform's services running on a private event loop in a thread."""
+
+    pdir: PlatformDir
+    services: tuple[str, ...] = ALL_SERVICES
+    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
+    ctx: Context | None = None
+    platform: Platform | None = None
+    _thread: threading.Thread | None = None
+
+    def start(self) -> InProcessPlatform:
+        self.ctx = self.pdir.context()
+        ready = threading.Event()
+        error: list[BaseException] = []
+
+        def runner() -> None:
+            asyncio.set_event_loop(self.loop)
+
+            async def boot() -> None:
+                assert self.ctx is not None
+                self.platform = await start_platform(self.ctx, self.services)
+
+            try:
+                self.loop.run_until_complete(boot())
+            except BaseException as exc:  # surfaced to the test thread
+                error.append(exc)
+                ready.set()
+                return
+            ready.set()
+            self.loop.run_forever()
+
+        self._thread = threading.Thread(target=runner, name="platform", daemon=True)
+        self._thread.start()
+        ready.wait(30)
+        if error:
+            raise error[0]
+        return self
+
+    def call(self, coro_factory):  # type: ignore[no-untyped-def]
+        """Run a coroutine on the platform's loop and return its result."""
+        return asyncio.run_coroutine_threadsafe(coro_factory(), self.loop).result(60)
+
+    def stop(self) -> None:
+        if self.platform is not None:
+            self.call(self.platform.close)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        if self._thread is not None:
+            self._thread.join(30)
+        if self.ctx is not None:
+            self.ctx.close()
+        self.loop.close()
+
+
+@dataclass
+class SubprocessPlatform:
+    """`caducee run` as a child process (for SIGTERM and SIGKILL tests)."""
+
+    pdir: PlatformDir
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    def start(self) -> SubprocessPlatform:
+        self.log_path = self.pdir.root / "run.log"
+        log = self.log_path.open("ab")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "caducee", "-c", str(self.pdir.config_path), "run"],
+            stdout=log, stderr=log, env=env,
+        )
+        wait_port("127.0.0.1", self.pdir.ports["submission"], timeout=30)
+        wait_port("127.0.0.1", self.pdir.ports["submissions"], timeout=30)
+        return self
+
+    def signal(self, sig: int) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        return self.proc.wait(60)
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text() if self.log_path else ""
+
+
+def wait_ready_line(p: SubprocessPlatform) -> None:
+    wait_for(lambda: '"ready"' in p.log_text() or " ready" in p.log_text(), 30, "ready line")
