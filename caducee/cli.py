@@ -20,6 +20,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "caducee.cmd_setup",
     "caducee.cmd_run",
     "caducee.cmd_account",
+    "caducee.cmd_audit",
+    "caducee.cmd_policy",
 )
 
 DEFAULT_CONFIG = "conf/caducee.toml"
@@ -45,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    os.umask(0o077)  # keys, databases and spools are private to the service's user
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

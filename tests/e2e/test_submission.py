@@ -403,3 +403,42 @@ def test_raw_database_never_holds_plaintext(live, request: pytest.FixtureRequest
     assert len(data) > 10_000
     assert subject.encode() not in data
     assert body.encode() not in data
+
+
+def test_auth_external_with_client_certificate(live, tmp_path: Path) -> None:
+    from caducee import pki
+    from mailstore import accounts as accts
+
+    pdir, _ = live
+    ca = pki.load(pdir.ca, pdir.root / "tls" / "ca.key")
+    issued = pki.issue_client(ca, "Dr Paul Lefevre", "810101234567")
+    pki.write_cert(tmp_path / "c.crt", issued.cert)
+    pki.write_key(tmp_path / "c.key", issued.key)
+    ctx = pdir.context()
+    try:
+        ctx.db.write_sync(lambda tx: accts.set_cert_subject(tx.conn, PAUL, "810101234567"))
+    finally:
+        ctx.close()
+    tls = tls_ctx(pdir)
+    tls.load_cert_chain(str(tmp_path / "c.crt"), str(tmp_path / "c.key"))
+    with connect(pdir) as s:
+        s.starttls(context=tls)
+        s.ehlo("client.test")
+        assert "EXTERNAL" in s.esmtp_features["auth"].split()
+        code, text = s.docmd("AUTH", "EXTERNAL =")
+        assert code == 235, text
+        assert s.docmd("MAIL", f"FROM:<{PAUL}>")[0] == 250
+    # A certificate from another CA is not accepted, and EXTERNAL is not offered without one.
+    other = pki.create_ca("Rogue CA")
+    rogue = pki.issue_client(other, "Rogue", "810101234567")
+    pki.write_cert(tmp_path / "r.crt", rogue.cert)
+    pki.write_key(tmp_path / "r.key", rogue.key)
+    bad = tls_ctx(pdir)
+    bad.load_cert_chain(str(tmp_path / "r.crt"), str(tmp_path / "r.key"))
+    with pytest.raises((ssl.SSLError, smtplib.SMTPServerDisconnected, ConnectionError)):
+        with connect(pdir) as s:
+            s.starttls(context=bad)
+            s.ehlo("client.test")
+            s.docmd("AUTH", "EXTERNAL =")
+    with login(pdir, PAUL) as s:
+        assert "EXTERNAL" not in s.esmtp_features["auth"].split()
