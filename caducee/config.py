@@ -107,7 +107,6 @@ class SubmissionSection:
     listen: list[Listen] = field(default_factory=lambda: [Listen("127.0.0.1", 587)])
     #: Implicit-TLS listeners (RFC 8314; port 465 in production).
     implicit_tls_listen: list[Listen] = field(default_factory=lambda: [Listen("127.0.0.1", 465)])
-    max_message_size: int = 20 * 1024 * 1024
     max_recipients: int = 100
     #: Seconds a connection may stay silent.
     idle_timeout: float = 300.0
@@ -127,6 +126,63 @@ class AuthSection:
 
 
 @dataclass(frozen=True)
+class AuditSection:
+    #: False turns journaling off (benchmarks only: the journal is required in production).
+    enabled: bool = True
+    #: Ed25519 key that signs checkpoints (created by `caducee init`, mode 0600).
+    journal_key_file: Path = Path("keys/journal.key")
+    #: Append-only mirror of the signed checkpoints, outside the database.
+    checkpoint_file: Path = Path("audit/checkpoints.log")
+    #: GnuPG home holding the operator key that signs exports.
+    gnupg_home: Path = Path("keys/gnupg")
+    #: Fingerprint of the operator key; empty: the only secret key in ``gnupg_home``.
+    operator_key: str = ""
+    #: How long entries are kept before `caducee audit prune` may remove them (DOMAIN.md §8).
+    retention_days: int = 183
+    #: Sign a checkpoint every this many entries…
+    checkpoint_every: int = 1000
+    #: …and at least this often (seconds) while entries keep arriving.
+    checkpoint_seconds: float = 300.0
+
+
+@dataclass(frozen=True)
+class PolicySection:
+    """The rules of the trust space (policy/, docs/policy.md)."""
+
+    #: Trusted-domain lists (liste blanche XML, or one domain a line): file paths, relative
+    #: to this file, or https:// URLs.
+    trust_sources: list[str] = field(default_factory=list)
+    #: Seconds between reloads of the trusted lists (0: load once at start).
+    trust_refresh_seconds: float = 21600.0
+    #: CA bundle that verifies https trust sources (unset: the system's).
+    trust_ca_file: Path | None = None
+    #: MTA: the peer's client certificate must name a trusted domain.
+    require_peer_identity: bool = False
+    max_message_size: int = 20 * 1024 * 1024
+    max_attachment_size: int = 10 * 1024 * 1024
+    zip_max_members: int = 256
+    zip_max_total_size: int = 64 * 1024 * 1024
+    #: Largest uncompressed/compressed ratio of a ZIP member (zip bombs).
+    zip_max_ratio: int = 100
+    #: Days after a professional's latest message a patient may still write (0: no expiry).
+    permission_expiry_days: int = 0
+    #: Days a patient's one-time activation code stays valid.
+    activation_code_days: int = 30
+
+
+@dataclass(frozen=True)
+class DirectorySection:
+    """The directory of practitioners (directory/, docs/directory.md)."""
+
+    #: A wrong check digit (Luhn) in an extract is reported, not rejected (DOMAIN.md §3).
+    lenient_identifiers: bool = True
+    #: Where `caducee directory import` writes its reports (relative to this file).
+    report_dir: Path = Path("reports")
+    #: Processes parsing an extract in parallel (0: one per CPU, at most 4).
+    import_workers: int = 0
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration; ``path`` is the file it came from."""
 
@@ -139,6 +195,9 @@ class Config:
     dkim: DkimSection = field(default_factory=DkimSection)
     submission: SubmissionSection = field(default_factory=SubmissionSection)
     auth: AuthSection = field(default_factory=AuthSection)
+    audit: AuditSection = field(default_factory=AuditSection)
+    policy: PolicySection = field(default_factory=PolicySection)
+    directory: DirectorySection = field(default_factory=DirectorySection)
 
     @property
     def database_url(self) -> str:
@@ -222,7 +281,10 @@ def _build(
         if f.name not in values:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ConfigError(path, locator.line(section), full, "required key is missing")
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            if f.default is not dataclasses.MISSING:
+                default = f.default
+            else:
+                default = f.default_factory()  # type: ignore[misc,operator,unused-ignore]
             kwargs[f.name] = _resolve_paths(default, base)
             continue
         try:
@@ -290,20 +352,23 @@ def _check(cfg: Config, locator: _Locator) -> None:
             "at least one professional domain is required",
         )
     for d in [*cfg.domains.professional, cfg.domains.patient]:
-        if d and not re.fullmatch(r"(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}", d):
+        if d and not _DOMAIN.fullmatch(d):
             raise ConfigError(
                 p, locator.line("domains"), "domains",
                 f'"{d}" is not a lower-case domain name',
             )
-    if cfg.submission.max_message_size < 1024:
+    if cfg.policy.max_message_size < 1024:
         raise ConfigError(
-            p, locator.line("submission", "max_message_size"), "submission.max_message_size",
+            p, locator.line("policy", "max_message_size"), "policy.max_message_size",
             "must be at least 1024 bytes",
         )
     if not cfg.domains.patient:
         object.__setattr__(
             cfg.domains, "patient", "patient." + cfg.domains.professional[0]
         )
+
+
+_DOMAIN = re.compile(r"(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
 
 
 class _Locator:

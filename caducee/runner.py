@@ -9,18 +9,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from datetime import timedelta
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from audit.events import Action, AuditEvent
+from caducee.config import Config
 from caducee.context import Context
 from caducee.tls import server_context
 from mailstore.auth import Authenticator, AuthStatus, RateLimiter
 from mailstore.db import Tx
+from mailstore.trust_refresh import TrustListRefresher
+from policy.attachments import AttachmentLimits
 from policy.decision import Reason
 from smtp_gateway.delivery import DeliveryAgent
 from smtp_gateway.dkim_sign import DkimSigner
+from smtp_gateway.patient_send import PatientSender
+from smtp_gateway.policy_gate import PolicyGate
 from smtp_gateway.recipients import RecipientResolver
 from smtp_gateway.smtp_server import start_submission
 from smtp_gateway.submission import SubmissionHandler, SubmissionSettings
@@ -41,6 +47,7 @@ class Platform:
     ctx: Context
     authenticator: Authenticator
     delivery: DeliveryAgent
+    patient_sender: PatientSender
     services: dict[str, Service] = field(default_factory=dict)
     ports: dict[str, list[int]] = field(default_factory=dict)
 
@@ -58,6 +65,25 @@ def _signers(ctx: Context) -> dict[str, DkimSigner]:
         domain: DkimSigner.from_pem_file(cfg.dkim.key_file, domain, cfg.dkim.selector)
         for domain in [*cfg.domains.professional, cfg.domains.patient]
     }
+
+
+def attachment_limits(cfg: Config) -> AttachmentLimits:
+    p = cfg.policy
+    return AttachmentLimits(
+        max_message_size=p.max_message_size,
+        max_attachment_size=p.max_attachment_size,
+        zip_max_members=p.zip_max_members,
+        zip_max_total_size=p.zip_max_total_size,
+        zip_max_ratio=p.zip_max_ratio,
+    )
+
+
+@dataclass
+class _Stoppable:
+    stop: Callable[[], Awaitable[None]]
+
+    async def close(self, grace: float = 0.0) -> None:
+        await self.stop()
 
 
 def journal_sink(ctx: Context) -> Callable[[AuditEvent], None]:
@@ -98,7 +124,14 @@ async def start_platform(ctx: Context, services: tuple[str, ...] = ALL_SERVICES)
         signers=_signers(ctx),
         journal=ctx.journal,
     )
-    platform = Platform(ctx, authenticator, delivery)
+    resolver = RecipientResolver(ctx.db)
+    expiry = cfg.policy.permission_expiry_days
+    patient_sender = PatientSender(
+        db=ctx.db, delivery=delivery, resolver=resolver, patient_domain=cfg.domains.patient,
+        hostname=cfg.server.hostname, limits=attachment_limits(cfg),
+        expiry=timedelta(days=expiry) if expiry else None,
+    )
+    platform = Platform(ctx, authenticator, delivery, patient_sender)
     tls = server_context(cfg.tls.cert, cfg.tls.key, cfg.tls.client_ca)
     sink = journal_sink(ctx)
 
@@ -114,17 +147,35 @@ async def start_platform(ctx: Context, services: tuple[str, ...] = ALL_SERVICES)
             client_ip=ip, protocol="smtp",
         ))
 
+    gate = PolicyGate(
+        ctx.db,
+        professional_domains=cfg.domains.professional,
+        patient_domain=cfg.domains.patient,
+        limits=attachment_limits(cfg),
+    )
+    await gate.start()
+    platform.services["policy"] = gate
+    if cfg.policy.trust_sources:
+        refresher = TrustListRefresher(
+            ctx.db, cfg.policy.trust_sources, period=cfg.policy.trust_refresh_seconds,
+            base_dir=cfg.path.parent, ca_file=cfg.policy.trust_ca_file,
+            on_change=gate.set_trusted,
+        )
+        refresher.start()
+        platform.services["trust-refresh"] = _Stoppable(refresher.stop)
+
     if "submission" in services:
         handler = SubmissionHandler(
             settings=SubmissionSettings(
                 hostname=cfg.server.hostname,
                 local_domains=frozenset([*cfg.domains.professional, cfg.domains.patient]),
-                max_message_size=cfg.submission.max_message_size,
+                max_message_size=cfg.policy.max_message_size,
                 max_recipients=cfg.submission.max_recipients,
             ),
             authenticator=authenticator,
-            resolver=RecipientResolver(ctx.db),
+            resolver=resolver,
             delivery=delivery,
+            gate=gate,
             on_refusal=on_refusal,
             on_login=on_login,
         )
@@ -134,7 +185,7 @@ async def start_platform(ctx: Context, services: tuple[str, ...] = ALL_SERVICES)
             tls_context=tls,
             starttls=[(a.host, a.port) for a in cfg.submission.listen],
             implicit=[(a.host, a.port) for a in cfg.submission.implicit_tls_listen],
-            max_message_size=cfg.submission.max_message_size,
+            max_message_size=cfg.policy.max_message_size,
             idle_timeout=cfg.submission.idle_timeout,
         )
         platform.services["submission"] = smtp

@@ -75,7 +75,11 @@ key_file = "keys/dkim.key"
 [submission]
 listen = ["{h}:{opts.port('submission')}"]              # STARTTLS (RFC 6409)
 implicit_tls_listen = ["{h}:{opts.port('submissions')}"]  # implicit TLS (RFC 8314)
-max_message_size = 20971520
+
+[policy]
+max_message_size = 20971520      # SMTP SIZE, IMAP APPENDLIMIT, web uploads
+max_attachment_size = 10485760
+trust_sources = []               # liste blanche XML files or https URLs, plain lists
 
 [auth]
 max_failures = 10

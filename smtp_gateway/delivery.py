@@ -28,7 +28,9 @@ from mailstore.db import Database, Tx
 from mailstore.keystore import KeyStore
 from mailstore.messages import Stored, append_message, encode_index
 from smtp_gateway.dkim_sign import DkimSigner
-from smtp_gateway.trace import find_message_id, message_id_header, new_queue_id
+from mailstore.policy_store import record_professional_message
+from policy.patients import CLOSING_HEADER, closes_conversation
+from smtp_gateway.trace import find_message_id, header_values, message_id_header, new_queue_id
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,13 @@ class Incoming:
     trace: bytes = b""
     #: Whether we DKIM-sign it (we are the sender's operator).
     sign: bool = True
+    #: The sender is a referenced professional mailbox: delivering to a patient opens (or
+    #: reopens, or with ``X-MSS-MES: FIN`` closes) the conversation (DOMAIN.md §5).
+    patient_contact: bool = False
+    #: (account id, mailbox id) that keeps the sender's own copy (\\Seen), e.g. Sent.
+    sender_copy: tuple[int, int] | None = None
+    #: The INS of a patient sender (journaled with the acceptance).
+    sender_ins: str | None = None
     queue_id: str = field(default_factory=new_queue_id)
 
 
@@ -71,10 +80,6 @@ class Delivered:
     message_id: str
     stored: tuple[Stored, ...]
     size: int
-
-
-#: Called inside the write job for each recipient, e.g. to record patient permissions.
-RecipientHook = Callable[[Connection, Incoming, LocalRecipient, str, datetime], None]
 
 
 class DeliveryAgent:
@@ -89,7 +94,6 @@ class DeliveryAgent:
         signers: dict[str, DkimSigner] | None = None,
         journal: JournalLike | None = None,
         notify: Callable[[int], None] | None = None,
-        recipient_hooks: Sequence[RecipientHook] = (),
     ) -> None:
         self.db = db
         self.keystore = keystore
@@ -97,7 +101,6 @@ class DeliveryAgent:
         self.signers = signers or {}
         self.journal = journal
         self.notify = notify
-        self.recipient_hooks = list(recipient_hooks)
 
     def prepare(self, incoming: Incoming) -> tuple[bytes, str]:
         """The bytes to store (trace fields, Message-ID, DKIM-Signature) and the Message-ID."""
@@ -119,6 +122,8 @@ class DeliveryAgent:
         raw, message_id = self.prepare(incoming)
         index_json = encode_index(raw)
         now = datetime.now(UTC)
+        closes = closes_conversation(header_values(raw, CLOSING_HEADER))
+        professional = incoming.mail_from.lower()
 
         def job(tx: Tx) -> tuple[Stored, ...]:
             stored = []
@@ -129,8 +134,18 @@ class DeliveryAgent:
                         internal_date=now, index_json=index_json, notify=self.notify,
                     )
                 )
-                for hook in self.recipient_hooks:
-                    hook(tx.conn, incoming, rcpt, message_id, now)
+                if incoming.patient_contact and rcpt.ins and professional:
+                    record_professional_message(
+                        tx.conn, rcpt.ins, professional, message_id, now, closes
+                    )
+            if incoming.sender_copy is not None:
+                account_id, mailbox_id = incoming.sender_copy
+                stored.append(
+                    append_message(
+                        tx, self.keystore, account_id, mailbox_id, raw, flags=("\\Seen",),
+                        internal_date=now, index_json=index_json, notify=self.notify,
+                    )
+                )
             if self.journal is not None:
                 self.journal.append(tx.conn, self._events(incoming, message_id, now))
             return tuple(stored)
@@ -142,9 +157,11 @@ class DeliveryAgent:
     def _events(incoming: Incoming, message_id: str, now: datetime) -> list[AuditEvent]:
         events = [
             AuditEvent(
-                action=Action.MESSAGE_ACCEPTED, actor=incoming.actor, message_id=message_id,
+                action=Action.WEBMAIL_SEND if incoming.protocol == "web"
+                else Action.MESSAGE_ACCEPTED,
+                actor=incoming.actor, message_id=message_id,
                 queue_id=incoming.queue_id, client_ip=incoming.client_ip,
-                protocol=incoming.protocol, at=now,
+                patient_ins=incoming.sender_ins, protocol=incoming.protocol, at=now,
             )
         ]
         for rcpt in incoming.recipients:

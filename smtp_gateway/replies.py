@@ -69,7 +69,7 @@ R554_NUL_IN_DATA = Reply(554, "5.6.0", "Message contains NUL characters")
 R554_8BIT_WITHOUT_8BITMIME = Reply(
     554, "5.6.0", "8-bit data requires BODY=8BITMIME (RFC 6152)"
 )
-R554_BARE_LF = Reply(554, "5.6.0", "Bare CR or LF not allowed in message (RFC 5321 §2.3.8)")
+R554_BARE_CR = Reply(554, "5.6.0", "Bare CR not allowed in message (RFC 5321 §2.3.8)")
 
 #: The SMTP edge's translation of policy reasons (ARCHITECTURE.md §6).
 BY_REASON: dict[Reason, Reply] = {

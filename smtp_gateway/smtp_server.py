@@ -32,7 +32,8 @@ class _ImplicitTlsNoise(logging.Filter):
     connection is TLS; aiosmtpd cannot know that and warns at every connection."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "auth_require_tls == False" not in record.getMessage()
+        text = record.getMessage()
+        return "auth_require_tls == False" not in text and "login_data is deprecated" not in text
 
 
 logging.getLogger("mail.log").addFilter(_ImplicitTlsNoise())

@@ -9,8 +9,8 @@ One coroutine hook per SMTP command; every hook that can accept something is imp
 * MAIL FROM must be an address owned by the authenticated account (RFC 6409 §6.1).
 * RCPT TO: local recipients must exist (``550 5.1.1``); remote recipients are refused
   (``554 5.7.1``) until the outbound queue exists.
-* DATA: NUL bytes, bare CR/LF and undeclared 8-bit data are refused (RFC 5321 §2.3.8,
-  RFC 6152 §3); then the message goes through the one durable path and ``250`` is sent
+* DATA: NUL bytes, bare CR and undeclared 8-bit data are refused, bare LF is stored as
+  CRLF (RFC 5321 §2.3.8, RFC 6152 §3); then the message goes through the one durable path and ``250`` is sent
   only after the commit.
 """
 
@@ -22,12 +22,13 @@ import logging
 import re
 import secrets
 import ssl
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from aiosmtpd.smtp import MISSING, AuthResult, Envelope, Session, TLSSetupException
 
+from mailstore.accounts import Account
 from mailstore.auth import Authenticator, AuthOutcome, AuthStatus
 from mailstore.tables import PATIENT
 from policy.decision import Decision, Reason
@@ -39,14 +40,23 @@ from smtp_gateway.trace import received_header
 log = logging.getLogger(__name__)
 
 _8BIT = re.compile(rb"[\x80-\xff]")
-_BARE = re.compile(rb"\r(?!\n)|(?<!\r)\n")
+_BARE_CR = re.compile(rb"\r(?!\n)")
+_BARE_LF = re.compile(rb"(?<!\r)\n")
 
-#: A policy check run at RCPT: (session account, sender, recipient address, local or None).
-RcptCheck = Callable[[Any, str, str, LocalRecipient | None], Awaitable[Decision]]
-#: A policy check run on the whole message at DATA: (account, envelope, raw, recipients).
-DataCheck = Callable[[Any, str, bytes, Sequence[LocalRecipient]], Awaitable[Decision]]
-#: A policy check run at MAIL: (account, sender).
-MailCheck = Callable[[Any, str], Awaitable[Decision]]
+class SubmissionPolicy(Protocol):
+    """The rules the submission service applies (see :class:`~smtp_gateway.policy_gate.PolicyGate`)."""
+
+    async def on_mail(self, account: Account, mail_from: str) -> Decision: ...
+
+    async def on_rcpt(
+        self, account: Account, address: str, local: LocalRecipient | None
+    ) -> Decision: ...
+
+    async def on_data(
+        self, account: Account, raw: bytes, recipients: Sequence[LocalRecipient]
+    ) -> Decision: ...
+
+    async def grants_patient_contact(self, account: Account) -> bool: ...
 
 
 @dataclass
@@ -74,9 +84,7 @@ class SubmissionHandler:
         authenticator: Authenticator,
         resolver: RecipientResolver,
         delivery: DeliveryAgent,
-        mail_checks: Sequence[MailCheck] = (),
-        rcpt_checks: Sequence[RcptCheck] = (),
-        data_checks: Sequence[DataCheck] = (),
+        gate: SubmissionPolicy,
         on_refusal: Callable[[str, str | None, Reason, str], None] | None = None,
         on_login: Callable[[str, str | None, AuthStatus], None] | None = None,
     ) -> None:
@@ -84,9 +92,7 @@ class SubmissionHandler:
         self.authenticator = authenticator
         self.resolver = resolver
         self.delivery = delivery
-        self.mail_checks = list(mail_checks)
-        self.rcpt_checks = list(rcpt_checks)
-        self.data_checks = list(data_checks)
+        self.gate = gate
         self.on_refusal = on_refusal
         self.on_login = on_login
         #: Transactions between the end of DATA and the reply (for graceful shutdown).
@@ -232,12 +238,9 @@ class SubmissionHandler:
         acc = self.account_of(session)
         if acc is None:  # aiosmtpd's auth_required already answered; defensive
             return replies.R530_AUTH_REQUIRED.line()
-        if address.lower() != acc.address:
-            return self._refuse(session, Reason.SENDER_NOT_OWNED, "")
-        for check in self.mail_checks:
-            decision = await check(acc, address)
-            if not decision:
-                return self._refuse(session, decision.reason, decision.detail)
+        decision = await self.gate.on_mail(acc, address)
+        if not decision:
+            return self._refuse(session, decision.reason, _reply_detail(decision))
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         self.tx_state(envelope).local.clear()
@@ -255,14 +258,12 @@ class SubmissionHandler:
         local: LocalRecipient | None = None
         if domain in self.settings.local_domains:
             local = await self.resolver.resolve(address)
-            if local is None:
-                return self._refuse(session, Reason.UNKNOWN_RECIPIENT, "")
-        for check in self.rcpt_checks:
-            decision = await check(acc, envelope.mail_from or "", address, local)
-            if not decision:
-                return self._refuse(session, decision.reason, decision.detail)
+        decision = await self.gate.on_rcpt(acc, address, local)
+        if not decision:
+            return self._refuse(session, decision.reason, _reply_detail(decision))
         if local is None:
-            # No outbound queue yet: nothing leaves the platform (no open relay).
+            # The rules accept this trusted remote domain, but there is no outbound queue
+            # in this version: nothing leaves the platform (no open relay either).
             return self._refuse(session, Reason.RELAY_DENIED, "")
         if any(r.account_id == local.account_id for r in state.local):
             return replies.R250_RECIPIENT_OK.line()  # duplicate RCPT: deliver once
@@ -291,8 +292,11 @@ class SubmissionHandler:
         raw = bytes(raw)
         if b"\x00" in raw:
             return replies.R554_NUL_IN_DATA.line()
-        if _BARE.search(raw):
-            return replies.R554_BARE_LF.line()
+        if _BARE_CR.search(raw):
+            return replies.R554_BARE_CR.line()
+        # A bare LF is a client bug (RFC 5321 §2.3.8); like Postfix's "normalize" mode we
+        # store it as CRLF. It never ends DATA: only CRLF.CRLF does (SMTP smuggling).
+        raw = _BARE_LF.sub(b"\r\n", raw)
         body_8bit = any(o.upper() == "BODY=8BITMIME" for o in envelope.mail_options)
         if not body_8bit and not envelope.smtp_utf8 and _8BIT.search(raw):
             return replies.R554_8BIT_WITHOUT_8BITMIME.line()
@@ -300,10 +304,9 @@ class SubmissionHandler:
             return replies.R552_MESSAGE_TOO_LARGE.line()
         acc = self.account_of(session)
         state = self.tx_state(envelope)
-        for check in self.data_checks:
-            decision = await check(acc, envelope.mail_from or "", raw, state.local)
-            if not decision:
-                return self._refuse(session, decision.reason, decision.detail)
+        decision = await self.gate.on_data(acc, raw, state.local)
+        if not decision:
+            return self._refuse(session, decision.reason, _reply_detail(decision))
         if not raw.endswith(b"\r\n"):
             raw += b"\r\n"
         ssl_info = _ssl_info(server, session)
@@ -314,6 +317,7 @@ class SubmissionHandler:
             actor=acc.address,
             protocol="smtp",
             client_ip=self.client_ip(session),
+            patient_contact=await self.gate.grants_patient_contact(acc),
         )
         trace = received_header(
             helo=session.host_name or "unknown",
@@ -349,6 +353,14 @@ class SubmissionHandler:
         ref = secrets.token_hex(4)
         log.error("SMTP session failed (ref %s)", ref, exc_info=error)
         return f"{replies.R451_TEMPORARY.line()} (ref {ref})"
+
+
+def _reply_detail(decision: Decision) -> str:
+    """The part of a decision's detail that goes into the reply text (ARCHITECTURE.md §6
+    fixes the text; only attachment refusals name the attachment)."""
+    if decision.reason in (Reason.ATTACHMENT_TYPE_REFUSED, Reason.MESSAGE_TOO_LARGE):
+        return decision.detail
+    return ""
 
 
 def _peer_certificate(server: Any, session: Session) -> dict[str, Any] | None:

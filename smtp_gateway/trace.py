@@ -18,7 +18,13 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9.\-\[\]:_]")
 
 def new_queue_id() -> str:
     """A short random identifier for one accepted message (logs, replies, journal)."""
-    return "".join(secrets.choice(_QUEUE_ALPHABET) for _ in range(14))
+    # 14 symbols of a 30-letter alphabet (~68 bits) from one urandom call.
+    n = int.from_bytes(secrets.token_bytes(9), "big")
+    out = []
+    for _ in range(14):
+        n, r = divmod(n, len(_QUEUE_ALPHABET))
+        out.append(_QUEUE_ALPHABET[r])
+    return "".join(out)
 
 
 def received_header(
@@ -70,3 +76,14 @@ def find_message_id(raw: bytes) -> str | None:
         return None
     value = re.sub(rb"\s+", b"", m.group(1)).decode("utf-8", "replace")
     return value[:250] or None
+
+
+def header_values(raw: bytes, name: str) -> list[str]:
+    """The unfolded values of every ``name:`` field of the header block."""
+    pattern = re.compile(
+        rb"^" + re.escape(name.encode()) + rb":[ \t]*(.*(?:\r\n[ \t].*)*)", re.I | re.M
+    )
+    return [
+        re.sub(rb"\r\n(?=[ \t])", b"", m.group(1)).decode("utf-8", "replace").strip()
+        for m in pattern.finditer(header_block(raw))
+    ]

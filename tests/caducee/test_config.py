@@ -16,6 +16,8 @@ professional = ["example.mssante.fr"]
 
 [submission]
 listen = ["127.0.0.1:10587"]
+
+[policy]
 max_message_size = 1048576
 """
 
@@ -39,8 +41,8 @@ def test_good_file_defaults_and_relative_paths(tmp_path: Path) -> None:
     ("text", "line", "key", "words"),
     [
         (GOOD.replace('"127.0.0.1:10587"', '"localhost"'), 8, "submission.listen", "host:port"),
-        (GOOD.replace("1048576", '"big"'), 9, "submission.max_message_size", "integer"),
-        (GOOD + "\n[smtp]\nport = 1\n", 11, "smtp", "unknown section"),
+        (GOOD.replace("1048576", '"big"'), 11, "policy.max_message_size", "integer"),
+        (GOOD + "\n[smtp]\nport = 1\n", 13, "smtp", "unknown section"),
         (GOOD.replace("hostname", "hostnam"), 2, "server.hostnam", "unknown key"),
         (GOOD.replace('professional = ["example.mssante.fr"]', "professional = []"), 5,
          "domains.professional", "at least one"),

@@ -243,6 +243,25 @@ def test_unknown_local_recipient_and_remote_relay(live) -> None:
         code, text = s.docmd("RCPT", "TO:<nobody@demo.mssante.fr>")
         assert (code, text) == (550, b"5.1.1 No such mailbox")
         code, text = s.docmd("RCPT", "TO:<someone@example.org>")
+        assert (code, text) == (550, b"5.7.1 Domain is outside the trust space")
+
+
+def test_trusted_remote_domain_is_not_relayed_without_a_queue(live) -> None:
+    from datetime import UTC, datetime
+
+    from mailstore.policy_trust import add_trusted
+
+    pdir, plat = live
+    ctx = pdir.context()
+    try:
+        ctx.db.write_sync(lambda tx: add_trusted(
+            tx.conn, "autre-operateur.mssante.fr", added_by="test", at=datetime.now(UTC)))
+    finally:
+        ctx.close()
+    plat.call(plat.platform.services["policy"].reload_trust)
+    with login(pdir) as s:
+        assert s.docmd("MAIL", f"FROM:<{CLAIRE}>")[0] == 250
+        code, text = s.docmd("RCPT", "TO:<dr.x@autre-operateur.mssante.fr>")
         assert (code, text) == (554, b"5.7.1 Relay access denied")
 
 
@@ -281,7 +300,7 @@ def test_line_too_long_then_session_survives(live) -> None:
 
 def test_message_over_size(live) -> None:
     pdir, _ = live
-    limit = pdir.config.submission.max_message_size
+    limit = pdir.config.policy.max_message_size
     with login(pdir) as s:
         code, text = s.docmd("MAIL", f"FROM:<{CLAIRE}> SIZE={limit + 1}")
         assert (code, text[:5]) == (552, b"5.3.4")
@@ -304,18 +323,20 @@ def test_8bit_without_8bitmime_nul_and_bare_lf(live) -> None:
         (b"Subject: accents\r\n\r\nCaf\xc3\xa9\r\n", b"", 554),
         (b"Subject: accents ok\r\n\r\nCaf\xc3\xa9\r\n", b" BODY=8BITMIME", 250),
         (b"Subject: nul\r\n\r\na\x00b\r\n", b" BODY=8BITMIME", 554),
-        (b"Subject: bare\r\n\r\nline\nother\r\n", b"", 554),
+        (b"Subject: bare cr\r\n\r\nline\rother\r\n", b"", 554),
+        (b"Subject: bare lf\r\n\r\nline\nother\r\n", b"", 250),
     ]
     with login(pdir) as s:
         for content, option, expected in cases:
             assert s.docmd("MAIL", f"FROM:<{CLAIRE}>{option.decode()}")[0] == 250
             assert s.docmd("RCPT", f"TO:<{PAUL}>")[0] == 250
             assert s.docmd("DATA")[0] == 354
-            s.send(content + b".\r\n")
+            s.send(b"From: " + CLAIRE.encode() + b"\r\n" + content + b".\r\n")
             code, text = s.getreply()
             assert code == expected, (content, text)
             if code == 554:
                 assert text.startswith(b"5.6.0")
+    assert stored_bodies(pdir, PAUL)[-1].endswith(b"Subject: bare lf\r\n\r\nline\r\nother\r\n")
 
 
 @pytest.mark.parametrize("marker", [b"\n.\n", b"\r\n.\n", b"\n.\r\n"])

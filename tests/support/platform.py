@@ -16,7 +16,9 @@ from caducee import config as config_mod
 from caducee.context import Context, open_context
 from caducee.runner import ALL_SERVICES, Platform, start_platform
 from caducee.setup_files import PORTS, InitOptions, write_all
+from directory import admin as directory_admin
 from mailstore import accounts
+from policy.identifiers import luhn_check_digit
 from tests.support.net import free_port, wait_for, wait_port
 
 DOMAIN = "demo.mssante.fr"
@@ -42,22 +44,42 @@ class PlatformDir:
     def context(self) -> Context:
         return open_context(self.config, readers=2)
 
-    def add_account(self, address: str, password: str = "correct horse 1", **kw: object) -> str:
-        from caducee.cmd_setup import upgrade_schema
-
-        upgrade_schema(self.config)
+    def add_account(
+        self, address: str, password: str = "correct horse 1", *, referenced: bool = True,
+        mailbox_type: str = "PER", profession: str = "10", **kw: object,
+    ) -> str:
+        """Create an account; ``referenced`` also lists its mailbox in the directory."""
+        kind = str(kw.pop("kind", "professional"))
+        national_id = str(kw.pop("rpps", "")) or new_national_id()
         ctx = self.context()
         try:
-            ctx.db.write_sync(
-                lambda tx: accounts.create_account(
-                    tx.conn, ctx.keystore, address=address,
-                    kind=str(kw.pop("kind", "professional")), password=password,
+            def job(tx):  # type: ignore[no-untyped-def]
+                accounts.create_account(
+                    tx.conn, ctx.keystore, address=address, kind=kind, password=password,
+                    rpps=national_id if kind == "professional" else None,
                     **kw,  # type: ignore[arg-type]
                 )
-            )
+                if referenced and kind in ("professional", "organisation"):
+                    directory_admin.add_mailbox(
+                        tx.conn, address=address, mailbox_type=mailbox_type,
+                        national_id=national_id if mailbox_type == "PER" else None,
+                        last_name=address.split("@")[0], profession=profession,
+                        who=directory_admin.Who("test"),
+                    )
+
+            ctx.db.write_sync(job)
         finally:
             ctx.close()
         return password
+
+
+_counter = iter(range(10**6))
+
+
+def new_national_id() -> str:
+    """A fresh, valid national identifier: ``8`` + an RPPS passing the Luhn check."""
+    body = f"1{next(_counter):09d}"
+    return "8" + body + luhn_check_digit(body)
 
 
 def make_platform_dir(root: Path, database_url: str = "") -> PlatformDir:

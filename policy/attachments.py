@@ -1,0 +1,313 @@
+"""Attachments of a message: which are acceptable (issue 7, "Attachments"). Pure: bytes in.
+
+:func:`check_message` walks the MIME tree (RFC 2045/2046, parsed with ``email`` and
+``email.policy.default``; ``message/rfc822`` parts are entered, so a forwarded message's
+attachments are judged too) and judges every attachment:
+
+* its **content** (:func:`policy.content_check.check_content`: magic bytes, polyglots,
+  bounded ZIP inspection, CDA and XDM checks);
+* its **declared type** and **file name** must not contradict that content (a PDF declared
+  ``application/zip``, a PNG called ``scan.pdf``), and a name with an extension that runs
+  code (``.exe``, ``.js``, ``.docm``…) is refused whatever the content;
+* its **size** (``max_attachment_size``) and the message's (``max_message_size``).
+
+A leaf part is an attachment when it has a file name, is marked ``attachment``, or is not
+one of the body types (``text/plain``, ``text/html``, delivery and disposition reports).
+
+The detail of a refusal names the attachment (its file name, fine in a reply to the
+sender); :attr:`AttachmentReport.audit_detail` names it only by position, since a file
+name may carry health information and must never reach the audit journal.
+"""
+
+from __future__ import annotations
+
+import email
+import email.errors
+import email.policy
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email.message import Message
+
+from policy.content_check import check_content
+from policy.decision import Decision, Reason
+from policy.file_types import Family
+from policy.zip_inspect import ZipLimits
+
+MiB = 1024 * 1024
+
+#: Leaf types that are the message itself, not attachments, unless named or marked so.
+BODY_TYPES = frozenset({
+    "text/plain",
+    "text/html",
+    "message/delivery-status",
+    "message/global-delivery-status",
+    "message/disposition-notification",
+    "message/global-disposition-notification",
+    "text/rfc822-headers",
+    "message/global-headers",
+})
+
+#: Declared types that say nothing about the content.
+NEUTRAL_TYPES = frozenset({
+    "application/octet-stream",
+    "binary/octet-stream",
+    "application/x-download",
+    "application/force-download",
+    "application/unknown",
+})
+
+#: Declared types we know, and the content families they may carry.
+DECLARED_FAMILIES: dict[str, frozenset[Family]] = {
+    "application/pdf": frozenset({Family.PDF}),
+    "application/x-pdf": frozenset({Family.PDF}),
+    "image/jpeg": frozenset({Family.JPEG}),
+    "image/jpg": frozenset({Family.JPEG}),
+    "image/pjpeg": frozenset({Family.JPEG}),
+    "image/png": frozenset({Family.PNG}),
+    "image/tiff": frozenset({Family.TIFF}),
+    "image/tiff-fx": frozenset({Family.TIFF}),
+    "text/xml": frozenset({Family.XML}),
+    "application/xml": frozenset({Family.XML}),
+    "application/hl7-v3+xml": frozenset({Family.XML}),
+    "application/hl7-cda+xml": frozenset({Family.XML}),
+    "application/cda+xml": frozenset({Family.XML}),
+    "application/zip": frozenset({Family.ZIP}),
+    "application/x-zip": frozenset({Family.ZIP}),
+    "application/x-zip-compressed": frozenset({Family.ZIP}),
+    "multipart/x-zip": frozenset({Family.ZIP}),
+}
+
+#: File name extensions we know, and the family they promise.
+EXTENSION_FAMILIES: dict[str, frozenset[Family]] = {
+    "pdf": frozenset({Family.PDF}),
+    "jpg": frozenset({Family.JPEG}),
+    "jpeg": frozenset({Family.JPEG}),
+    "jpe": frozenset({Family.JPEG}),
+    "jfif": frozenset({Family.JPEG}),
+    "png": frozenset({Family.PNG}),
+    "tif": frozenset({Family.TIFF}),
+    "tiff": frozenset({Family.TIFF}),
+    "txt": frozenset({Family.TEXT}),
+    "text": frozenset({Family.TEXT}),
+    "csv": frozenset({Family.TEXT}),
+    "xml": frozenset({Family.XML}),
+    "zip": frozenset({Family.ZIP}),
+}
+
+#: Extensions that run code or carry macros on common systems: refused whatever the content.
+DANGEROUS_EXTENSIONS = frozenset({
+    "exe", "com", "scr", "pif", "bat", "cmd", "js", "jse", "mjs", "vbs", "vbe", "wsf", "wsh",
+    "ps1", "psm1", "psd1", "msi", "msp", "mst", "hta", "jar", "lnk", "cpl", "dll", "sys", "reg",
+    "sh", "bash", "zsh", "csh", "command", "app", "dmg", "pkg", "apk", "deb", "rpm", "elf",
+    "scf", "inf", "ins", "isp", "url", "website", "library-ms", "settingcontent-ms", "appref-ms",
+    "docm", "dotm", "xlsm", "xltm", "xlam", "xlsb", "pptm", "potm", "ppam", "ppsm", "sldm",
+    "iso", "img", "vhd", "vhdx", "chm", "application", "gadget", "msc", "py", "pyw", "pl", "rb",
+    "php", "svg",
+})
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentLimits:
+    max_message_size: int = 20 * MiB
+    max_attachment_size: int = 10 * MiB
+    zip_max_members: int = 256
+    zip_max_total_size: int = 64 * MiB
+    zip_max_ratio: int = 100
+    #: MIME structure bounds (RFC 2046 allows any depth; we do not).
+    max_parts: int = 500
+    max_depth: int = 20
+
+    def zip_limits(self) -> ZipLimits:
+        return ZipLimits(
+            max_members=self.zip_max_members,
+            max_member_size=self.max_attachment_size,
+            max_total_size=self.zip_max_total_size,
+            max_ratio=self.zip_max_ratio,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentFinding:
+    """The verdict on one attachment."""
+
+    #: Position among the message's attachments, from 1.
+    index: int
+    #: The file name, cleaned of control characters ("" when none). Never for the journal.
+    name: str
+    declared_type: str
+    size: int
+    family: Family
+    allowed: bool
+    reason: Reason = Reason.OK
+    problem: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.name or f"attachment #{self.index}"
+
+    @property
+    def decision(self) -> Decision:
+        if self.allowed:
+            return Decision.allow(self.label)
+        return Decision.deny(self.reason, f"{self.label}: {self.problem}")
+
+    @property
+    def audit_detail(self) -> str:
+        """What the journal may keep: position, declared type, size, why — not the name."""
+        return f"attachment #{self.index} ({self.declared_type}, {self.size} bytes): {self.problem}"
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentReport:
+    """The message's decision (the first refusal, or allowed) and every attachment's verdict."""
+
+    decision: Decision
+    attachments: tuple[AttachmentFinding, ...] = ()
+    #: The refusal without file names, for the audit journal.
+    audit_detail: str = ""
+
+
+class _Refused(Exception):
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason, self.detail = reason, detail
+
+
+def clean_name(name: str | None, limit: int = 120) -> str:
+    """A file name fit for a reply: no control or formatting characters, bounded length.
+
+    Formatting characters include the right-to-left override used to disguise
+    ``invoice<U+202E>fdp.exe`` as ``invoiceexe.pdf``.
+    """
+    if not name:
+        return ""
+    cleaned = "".join(c for c in name if unicodedata.category(c) not in ("Cc", "Cf"))
+    cleaned = " ".join(cleaned.split())
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
+
+
+def _extension(name: str) -> str:
+    base = name.replace("\\", "/").rpartition("/")[2].rstrip(". ")
+    stem, dot, ext = base.rpartition(".")
+    return ext.lower() if dot and stem else ""
+
+
+def declared_problem(name: str, declared_type: str, family: Family) -> str | None:
+    """Why the declared type or the name contradicts the content ``family``, or ``None``."""
+    ext = _extension(unicodedata.normalize("NFKC", name))
+    if ext in DANGEROUS_EXTENSIONS:
+        return f"file name extension .{ext} not accepted"
+    ctype = declared_type.lower()
+    if ctype and ctype not in NEUTRAL_TYPES:
+        allowed = DECLARED_FAMILIES.get(ctype)
+        if allowed is None and ctype.startswith("text/") and ctype != "text/html":
+            allowed = frozenset({Family.TEXT})
+        if allowed is None or family not in allowed:
+            return f"declared type {ctype} contradicts the content ({family.value})"
+    promised = EXTENSION_FAMILIES.get(ext)
+    if promised is not None and family not in promised:
+        return f"file name extension .{ext} contradicts the content ({family.value})"
+    return None
+
+
+def check_attachment(
+    data: bytes,
+    *,
+    name: str = "",
+    declared_type: str = "application/octet-stream",
+    limits: AttachmentLimits = AttachmentLimits(),
+    patient_recipients: frozenset[str] | None = None,
+    index: int = 1,
+) -> AttachmentFinding:
+    """Judge one attachment (also used for files uploaded through the webmail).
+
+    ``patient_recipients``: the INS of the message's patient recipients, when there are
+    some; an XDM package must then name one of them as its patient.
+    """
+    shown = clean_name(name)
+    ctype = declared_type.lower().strip()
+    if len(data) > limits.max_attachment_size:
+        return AttachmentFinding(
+            index, shown, ctype, len(data), Family.UNKNOWN, False, Reason.MESSAGE_TOO_LARGE,
+            f"attachment larger than {limits.max_attachment_size} bytes",
+        )
+    verdict = check_content(
+        data, zip_limits=limits.zip_limits(), expected_patients=patient_recipients
+    )
+    if not verdict.allowed:
+        return AttachmentFinding(
+            index, shown, ctype, len(data), verdict.family, False,
+            Reason.ATTACHMENT_TYPE_REFUSED, verdict.problem,
+        )
+    problem = declared_problem(name, ctype, verdict.family)
+    if problem:
+        return AttachmentFinding(
+            index, shown, ctype, len(data), verdict.family, False,
+            Reason.ATTACHMENT_TYPE_REFUSED, problem,
+        )
+    return AttachmentFinding(index, shown, ctype, len(data), verdict.family, True)
+
+
+def _leaves(
+    part: Message, depth: int, limits: AttachmentLimits, count: list[int]
+) -> Iterator[Message]:
+    count[0] += 1
+    if count[0] > limits.max_parts:
+        raise _Refused(Reason.ATTACHMENT_TYPE_REFUSED, f"more than {limits.max_parts} MIME parts")
+    if depth > limits.max_depth:
+        raise _Refused(Reason.ATTACHMENT_TYPE_REFUSED, "MIME structure nested too deep")
+    if part.is_multipart():
+        payload = part.get_payload()
+        for sub in payload if isinstance(payload, list) else []:
+            if isinstance(sub, Message):
+                yield from _leaves(sub, depth + 1, limits, count)
+        return
+    yield part
+
+
+def _is_attachment(part: Message) -> bool:
+    if part.get_filename() is not None or part.get_content_disposition() == "attachment":
+        return True
+    return part.get_content_type() not in BODY_TYPES
+
+
+def check_message(
+    raw: bytes,
+    *,
+    limits: AttachmentLimits = AttachmentLimits(),
+    patient_recipients: frozenset[str] | None = None,
+) -> AttachmentReport:
+    """Judge a whole RFC 5322 message: its size, then every attachment."""
+    if len(raw) > limits.max_message_size:
+        detail = f"{len(raw)} bytes (limit {limits.max_message_size})"
+        return AttachmentReport(Decision.deny(Reason.MESSAGE_TOO_LARGE, detail), (), detail)
+    findings: list[AttachmentFinding] = []
+    try:
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        for part in _leaves(msg, 0, limits, [0]):
+            if not _is_attachment(part):
+                continue
+            payload = part.get_payload(decode=True)
+            data = payload if isinstance(payload, bytes) else b""
+            findings.append(
+                check_attachment(
+                    data,
+                    name=part.get_filename() or "",
+                    declared_type=part.get_content_type(),
+                    limits=limits,
+                    patient_recipients=patient_recipients,
+                    index=len(findings) + 1,
+                )
+            )
+    except _Refused as exc:
+        return AttachmentReport(Decision.deny(exc.reason, exc.detail), tuple(findings), exc.detail)
+    except (email.errors.MessageError, LookupError, ValueError, TypeError) as exc:
+        detail = f"unreadable MIME structure ({exc.__class__.__name__})"
+        return AttachmentReport(
+            Decision.deny(Reason.ATTACHMENT_TYPE_REFUSED, detail), tuple(findings), detail
+        )
+    for finding in findings:
+        if not finding.allowed:
+            return AttachmentReport(finding.decision, tuple(findings), finding.audit_detail)
+    return AttachmentReport(Decision.allow(), tuple(findings))

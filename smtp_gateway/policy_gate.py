@@ -1,0 +1,174 @@
+"""The SMTP edge's use of :mod:`policy`: gather the facts, ask the pure rules, keep the
+trust space current.
+
+Facts come from the mail store (accounts, trusted domains) and the directory (is the
+sender a referenced, active professional mailbox?). The rules are pure; this module is
+the only place where the submission service turns the world into their arguments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.policy
+import logging
+import time
+from collections.abc import Callable, Sequence
+from email.parser import BytesHeaderParser
+from email.utils import getaddresses
+
+from sqlalchemy import Connection
+
+from directory import lookup as directory_lookup
+from mailstore.accounts import Account
+from mailstore.db import Database
+from mailstore.policy_trust import trusted_domains
+from policy import attachments as attachment_rules
+from policy import recipients as recipient_rules
+from policy import senders as sender_rules
+from policy.decision import Decision, Reason
+from policy.directory_facts import DirectoryEntry
+from policy.domains import TrustSpace
+from policy.patients import grants_permission
+from smtp_gateway.delivery import LocalRecipient
+
+log = logging.getLogger(__name__)
+
+_HEADERS = BytesHeaderParser(policy=email.policy.compat32)
+
+
+class PolicyGate:
+    """Decisions for one SMTP submission service, with short-lived caches of the facts."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        professional_domains: Sequence[str],
+        patient_domain: str,
+        limits: attachment_rules.AttachmentLimits,
+        fact_ttl: float = 10.0,
+        trust_reload: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.db = db
+        self.professional_domains = list(professional_domains)
+        self.patient_domain = patient_domain
+        self.limits = limits
+        self.fact_ttl = fact_ttl
+        self.trust_reload = trust_reload
+        self.clock = clock
+        self.space = TrustSpace.of(self.professional_domains, patient_domain)
+        self._senders: dict[int, tuple[float, sender_rules.SenderAccount]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    # -- the trust space ---------------------------------------------------------------------
+
+    def set_trusted(self, domains: frozenset[str]) -> None:
+        self.space = TrustSpace.of(self.professional_domains, self.patient_domain, domains)
+
+    async def reload_trust(self) -> None:
+        self.set_trusted(await self.db.read(trusted_domains))
+
+    async def start(self) -> None:
+        """Load the trusted list now, then reload it from the database periodically (the
+        list changes through `caducee trust …` in another process, or the refresher)."""
+        await self.reload_trust()
+        if self.trust_reload > 0:
+            self._task = asyncio.create_task(self._reload_loop())
+
+    async def _reload_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.trust_reload)
+            try:
+                await self.reload_trust()
+            except Exception:
+                log.exception("reloading the trusted domains failed; keeping the previous list")
+
+    async def close(self, grace: float = 0.0) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    # -- facts -------------------------------------------------------------------------------
+
+    async def sender(self, account: Account) -> sender_rules.SenderAccount:
+        hit = self._senders.get(account.id)
+        now = self.clock()
+        if hit is not None and hit[0] > now:
+            return hit[1]
+
+        def load(conn: Connection) -> DirectoryEntry | None:
+            entry = directory_lookup.mailbox(conn, account.address)
+            return entry.fact() if entry is not None else None
+
+        entry = await self.db.read(load)
+        facts = sender_rules.SenderAccount(
+            address=account.address,
+            kind=sender_rules.AccountKind(account.kind),
+            active=account.active,
+            directory=entry,
+            national_id=account.rpps,
+        )
+        if len(self._senders) > 10_000:
+            self._senders.clear()
+        self._senders[account.id] = (now + self.fact_ttl, facts)
+        return facts
+
+    # -- the checks the submission handler runs -----------------------------------------------
+
+    async def on_mail(self, account: Account, mail_from: str) -> Decision:
+        """MAIL FROM: the address is the account's, and the account is referenced."""
+        facts = await self.sender(account)
+        owned = sender_rules.check_envelope_sender(mail_from, facts)
+        if not owned:
+            return owned
+        return sender_rules.check_sender_referenced(facts)
+
+    async def on_rcpt(
+        self, account: Account, address: str, local: LocalRecipient | None
+    ) -> Decision:
+        """RCPT TO: local recipients exist; remote ones are in the trust space."""
+        facts = await self.sender(account)
+        referenced = sender_rules.check_sender_referenced(facts)
+        if not referenced:
+            return referenced
+        mailbox = (
+            recipient_rules.LocalMailbox(local.address, is_patient=local.kind == "patient")
+            if local is not None
+            else None
+        )
+        return recipient_rules.check_recipient(
+            address, channel=recipient_rules.Channel.SUBMISSION, space=self.space, local=mailbox
+        )
+
+    async def on_data(
+        self, account: Account, raw: bytes, recipients: Sequence[LocalRecipient]
+    ) -> Decision:
+        """DATA: From:/Sender: belong to the account; size and attachments are acceptable."""
+        facts = await self.sender(account)
+        headers = _HEADERS.parsebytes(raw)
+        senders = [a for _, a in getaddresses(headers.get_all("from", []) + headers.get_all(
+            "sender", []))]
+        owned = sender_rules.check_header_senders(senders, facts)
+        if not owned:
+            return owned
+        patients = frozenset(r.ins for r in recipients if r.kind == "patient" and r.ins)
+        loop = asyncio.get_running_loop()
+        report = await loop.run_in_executor(
+            None,
+            lambda: attachment_rules.check_message(
+                raw, limits=self.limits, patient_recipients=patients or None
+            ),
+        )
+        return report.decision
+
+    async def grants_patient_contact(self, account: Account) -> bool:
+        """Does a message from this account open a conversation with a patient?"""
+        facts = await self.sender(account)
+        return grants_permission(facts.directory, sender_is_patient=False)
+
+
+def refusal_reason_for_remote(decision: Decision) -> Decision:
+    """A remote recipient the rules accept still cannot leave: there is no outbound queue."""
+    if decision.allowed:
+        return Decision.deny(Reason.RELAY_DENIED, "")
+    return decision

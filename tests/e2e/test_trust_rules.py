@@ -1,0 +1,214 @@
+"""The rules of the trust space end to end: professionals write over SMTP, the patient
+replies through the send API (issue 7, "Must hold")."""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from email.message import EmailMessage
+
+import pytest
+from sqlalchemy import select
+
+from mailstore import accounts, messages
+from mailstore.policy_patients import activate_patient, add_patient
+from mailstore.policy_store import list_permissions
+from mailstore.tables import account, mailbox, message
+from policy.decision import Reason
+from policy.messages_fr import explain
+from smtp_gateway import replies
+from smtp_gateway.patient_send import Attachment, PatientMessage, SendRefused
+from tests.support.platform import InProcessPlatform, PlatformDir, make_platform_dir
+
+DR_MARTIN = "claire.martin@demo.mssante.fr"
+DR_LEFEVRE = "paul.lefevre@demo.mssante.fr"
+NURSE = "sophie.bernard@demo.mssante.fr"
+UNLISTED = "not.listed@demo.mssante.fr"
+INS = "279035121518989"
+PATIENT = f"{INS}@patient.demo.mssante.fr"
+PASSWORD = "trust-rules-pw-1"
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
+    tuple[PlatformDir, InProcessPlatform]
+]:
+    url = request.getfixturevalue("pg_server").create_database() if request.param == "postgresql" else ""
+    pdir = make_platform_dir(tmp_path_factory.mktemp("rules"), url)
+    for address in (DR_MARTIN, DR_LEFEVRE, NURSE):
+        pdir.add_account(address, PASSWORD)
+    pdir.add_account(UNLISTED, PASSWORD, referenced=False)
+    ctx = pdir.context()
+    try:
+        _, code = ctx.db.write_sync(lambda tx: add_patient(
+            tx.conn, ctx.keystore, ins=INS, patient_domain="patient.demo.mssante.fr",
+            display_name="Jeanne Patiente", notification_email="jeanne@example.org",
+            now=datetime.now(UTC)))
+        ctx.db.write_sync(lambda tx: activate_patient(
+            tx.conn, ins=INS, code=code, now=datetime.now(UTC), password="patient-password-1"))
+    finally:
+        ctx.close()
+    plat = InProcessPlatform(pdir).start()
+    yield pdir, plat
+    plat.stop()
+
+
+def smtp_send(pdir: PlatformDir, sender: str, to: str, subject: str, *, fin: bool = False,
+              attachment: tuple[str, str, bytes] | None = None) -> None:
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = sender, to, subject
+    if fin:
+        msg["X-MSS-MES"] = "FIN"
+    msg.set_content("Bonjour, voici le compte rendu.")
+    if attachment:
+        name, ctype, data = attachment
+        main, _, sub = ctype.partition("/")
+        msg.add_attachment(data, maintype=main, subtype=sub, filename=name)
+    with smtplib.SMTP("127.0.0.1", pdir.ports["submission"], timeout=30) as s:
+        s.starttls(context=ssl.create_default_context(cafile=str(pdir.ca)))
+        s.login(sender, PASSWORD)
+        s.send_message(msg)
+
+
+def patient_account(pdir: PlatformDir) -> accounts.Account:
+    ctx = pdir.context()
+    try:
+        acc = ctx.db.read_sync(lambda c: accounts.get_by_address(c, PATIENT))
+    finally:
+        ctx.close()
+    assert acc is not None
+    return acc
+
+
+def patient_send(plat: InProcessPlatform, pdir: PlatformDir, to: str, subject: str = "Merci",
+                 **kw: object) -> object:
+    acc = patient_account(pdir)
+    assert acc.active
+    message = PatientMessage(to=[to], subject=subject, body="Merci docteur", **kw)  # type: ignore[arg-type]
+    return plat.call(lambda: plat.platform.patient_sender.send(acc, message))
+
+
+def inbox_subjects(pdir: PlatformDir, address: str) -> list[str]:
+    ctx = pdir.context()
+    try:
+        def read(conn):  # type: ignore[no-untyped-def]
+            rows = conn.execute(
+                select(account.c.id, message.c.blob_id)
+                .select_from(message.join(mailbox).join(account))
+                .where(account.c.address == address, mailbox.c.name == "INBOX")
+                .order_by(message.c.id)
+            ).all()
+            return [messages.read_meta(conn, ctx.keystore, r.id, r.blob_id)["headers"].get(
+                "subject", "") for r in rows]
+        return ctx.db.read_sync(read)
+    finally:
+        ctx.close()
+
+
+def test_patient_replies_only_to_who_wrote_first_and_fin_closes(live) -> None:
+    pdir, plat = live
+    # Before anyone wrote: refused, nothing stored anywhere.
+    before = inbox_subjects(pdir, DR_MARTIN)
+    refused = patient_send(plat, pdir, DR_MARTIN, "trop tot")
+    assert isinstance(refused, SendRefused)
+    assert refused.decision.reason is Reason.PATIENT_NOT_CONTACTED
+    assert refused.recipient == DR_MARTIN
+    assert replies.for_reason(refused.decision.reason) == (
+        "550 5.7.1 A patient may only write to a professional who wrote to them first"
+    )
+    assert "professionnel" in explain(refused.decision.reason, audience="patient").lower()
+    assert inbox_subjects(pdir, DR_MARTIN) == before
+
+    smtp_send(pdir, DR_MARTIN, PATIENT, "Vos resultats")
+    assert "Vos resultats" in inbox_subjects(pdir, PATIENT)
+    ok = patient_send(plat, pdir, DR_MARTIN, "Reponse patiente")
+    assert not isinstance(ok, SendRefused), ok
+    assert "Reponse patiente" in inbox_subjects(pdir, DR_MARTIN)
+    # Not to another professional who never wrote.
+    other = patient_send(plat, pdir, DR_LEFEVRE, "pas permis")
+    assert isinstance(other, SendRefused) and other.recipient == DR_LEFEVRE
+    assert "pas permis" not in inbox_subjects(pdir, DR_LEFEVRE)
+    # Never to a patient.
+    self_send = patient_send(plat, pdir, PATIENT, "moi")
+    assert isinstance(self_send, SendRefused)
+    assert self_send.decision.reason is Reason.PATIENT_NOT_CONTACTED
+
+    # X-MSS-MES: FIN closes; a later message reopens.
+    smtp_send(pdir, DR_MARTIN, PATIENT, "Fin du suivi", fin=True)
+    closed = patient_send(plat, pdir, DR_MARTIN, "apres fin")
+    assert isinstance(closed, SendRefused), closed
+    smtp_send(pdir, DR_MARTIN, PATIENT, "Nouveau suivi")
+    reopened = patient_send(plat, pdir, DR_MARTIN, "apres reouverture")
+    assert not isinstance(reopened, SendRefused), reopened
+
+    ctx = pdir.context()
+    try:
+        perms = ctx.db.read_sync(lambda c: list_permissions(c, INS))
+    finally:
+        ctx.close()
+    assert [p.professional for p in perms] == [DR_MARTIN]
+
+
+def test_patient_copy_in_sent_and_attachment_checked(live) -> None:
+    pdir, plat = live
+    smtp_send(pdir, NURSE, PATIENT, "Soins")
+    exe = b"MZ\x90\x00" + b"\x00" * 60 + b"PE\x00\x00" + b"\x00" * 200
+    bad = patient_send(plat, pdir, NURSE, "piece jointe",
+                       attachments=[Attachment("photo.pdf", "application/pdf", exe)])
+    assert isinstance(bad, SendRefused)
+    assert bad.decision.reason is Reason.ATTACHMENT_TYPE_REFUSED
+    good = patient_send(plat, pdir, NURSE, "Merci pour les soins")
+    assert not isinstance(good, SendRefused)
+    ctx = pdir.context()
+    try:
+        def sent(conn):  # type: ignore[no-untyped-def]
+            return conn.execute(
+                select(message.c.flags).select_from(message.join(mailbox).join(account))
+                .where(account.c.address == PATIENT, mailbox.c.name == "Sent")).scalars().all()
+        flags = ctx.db.read_sync(sent)
+    finally:
+        ctx.close()
+    assert "\\Seen" in flags
+
+
+def test_unreferenced_professional_refused_at_mail(live) -> None:
+    pdir, _ = live
+    with smtplib.SMTP("127.0.0.1", pdir.ports["submission"], timeout=30) as s:
+        s.starttls(context=ssl.create_default_context(cafile=str(pdir.ca)))
+        s.login(UNLISTED, PASSWORD)
+        code, text = s.docmd("MAIL", f"FROM:<{UNLISTED}>")
+        assert (code, text) == (550, b"5.7.1 Sender is not a referenced professional")
+        code, _ = s.docmd("RCPT", f"TO:<{DR_MARTIN}>")
+        assert code == 503  # no transaction: MAIL was refused
+
+
+def test_forged_from_header_and_dangerous_attachment_refused(live) -> None:
+    pdir, _ = live
+    with pytest.raises(smtplib.SMTPDataError) as exc:
+        msg = EmailMessage()
+        msg["From"], msg["To"], msg["Subject"] = DR_LEFEVRE, DR_MARTIN, "forged"
+        msg.set_content("x")
+        with smtplib.SMTP("127.0.0.1", pdir.ports["submission"], timeout=30) as s:
+            s.starttls(context=ssl.create_default_context(cafile=str(pdir.ca)))
+            s.login(DR_MARTIN, PASSWORD)
+            s.sendmail(DR_MARTIN, [DR_LEFEVRE], msg.as_bytes())
+    assert exc.value.smtp_code == 553
+    exe = b"MZ\x90\x00" + b"\x00" * 60 + b"PE\x00\x00" + b"\x00" * 200
+    with pytest.raises(smtplib.SMTPDataError) as exc2:
+        smtp_send(pdir, DR_MARTIN, DR_LEFEVRE, "ordonnance",
+                  attachment=("ordonnance.pdf", "application/pdf", exe))
+    assert exc2.value.smtp_code == 554
+    assert exc2.value.smtp_error.startswith(b"5.6.0 Attachment type not accepted: ")
+    assert b"ordonnance.pdf" in exc2.value.smtp_error
+
+
+def test_untrusted_domain_refused(live) -> None:
+    pdir, _ = live
+    with smtplib.SMTP("127.0.0.1", pdir.ports["submission"], timeout=30) as s:
+        s.starttls(context=ssl.create_default_context(cafile=str(pdir.ca)))
+        s.login(DR_MARTIN, PASSWORD)
+        assert s.docmd("MAIL", f"FROM:<{DR_MARTIN}>")[0] == 250
+        code, text = s.docmd("RCPT", "TO:<dr.who@gmail.com>")
+        assert (code, text) == (550, b"5.7.1 Domain is outside the trust space")
