@@ -281,10 +281,11 @@ def _build(
         if f.name not in values:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ConfigError(path, locator.line(section), full, "required key is missing")
-            if f.default is not dataclasses.MISSING:
-                default = f.default
-            else:
-                default = f.default_factory()  # type: ignore[misc,operator,unused-ignore]
+            default = (
+                f.default
+                if f.default is not dataclasses.MISSING
+                else f.default_factory()  # type: ignore[misc,operator,unused-ignore]
+            )
             kwargs[f.name] = _resolve_paths(default, base)
             continue
         try:

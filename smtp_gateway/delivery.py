@@ -27,9 +27,9 @@ from audit.events import Action, AuditEvent
 from mailstore.db import Database, Tx
 from mailstore.keystore import KeyStore
 from mailstore.messages import Stored, append_message, encode_index
-from smtp_gateway.dkim_sign import DkimSigner
 from mailstore.policy_store import record_professional_message
 from policy.patients import CLOSING_HEADER, closes_conversation
+from smtp_gateway.dkim_sign import DkimSigner
 from smtp_gateway.trace import find_message_id, header_values, message_id_header, new_queue_id
 
 log = logging.getLogger(__name__)

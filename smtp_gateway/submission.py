@@ -10,8 +10,8 @@ One coroutine hook per SMTP command; every hook that can accept something is imp
 * RCPT TO: local recipients must exist (``550 5.1.1``); remote recipients are refused
   (``554 5.7.1``) until the outbound queue exists.
 * DATA: NUL bytes, bare CR and undeclared 8-bit data are refused, bare LF is stored as
-  CRLF (RFC 5321 §2.3.8, RFC 6152 §3); then the message goes through the one durable path and ``250`` is sent
-  only after the commit.
+  CRLF (RFC 5321 §2.3.8, RFC 6152 §3); then the message goes through the one durable
+  path and ``250`` is sent only after the commit.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ _BARE_CR = re.compile(rb"\r(?!\n)")
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 
 class SubmissionPolicy(Protocol):
-    """The rules the submission service applies (see :class:`~smtp_gateway.policy_gate.PolicyGate`)."""
+    """The rules the submission service applies (:class:`smtp_gateway.policy_gate.PolicyGate`)."""
 
     async def on_mail(self, account: Account, mail_from: str) -> Decision: ...
 

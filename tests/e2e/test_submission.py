@@ -456,10 +456,10 @@ def test_auth_external_with_client_certificate(live, tmp_path: Path) -> None:
     pki.write_key(tmp_path / "r.key", rogue.key)
     bad = tls_ctx(pdir)
     bad.load_cert_chain(str(tmp_path / "r.crt"), str(tmp_path / "r.key"))
-    with pytest.raises((ssl.SSLError, smtplib.SMTPServerDisconnected, ConnectionError)):
-        with connect(pdir) as s:
-            s.starttls(context=bad)
-            s.ehlo("client.test")
-            s.docmd("AUTH", "EXTERNAL =")
+    with pytest.raises((ssl.SSLError, smtplib.SMTPServerDisconnected, ConnectionError)), \
+            connect(pdir) as s:
+        s.starttls(context=bad)
+        s.ehlo("client.test")
+        s.docmd("AUTH", "EXTERNAL =")
     with login(pdir, PAUL) as s:
         assert "EXTERNAL" not in s.esmtp_features["auth"].split()
