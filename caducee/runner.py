@@ -17,7 +17,7 @@ from typing import Protocol
 from audit.events import Action, AuditEvent
 from caducee.config import Config
 from caducee.context import Context
-from caducee.tls import server_context
+from caducee.tls import server_context, tune_asyncio_tls
 from mailstore.auth import Authenticator, AuthStatus, RateLimiter
 from mailstore.db import Tx
 from mailstore.trust_refresh import TrustListRefresher
@@ -105,6 +105,7 @@ def _log_failure(fut: asyncio.Future[None]) -> None:
 
 async def start_platform(ctx: Context, services: tuple[str, ...] = ALL_SERVICES) -> Platform:
     cfg = ctx.config
+    tune_asyncio_tls()
     ctx.db.start()
     limiter = RateLimiter(
         max_failures=cfg.auth.max_failures,

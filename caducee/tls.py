@@ -41,3 +41,15 @@ def client_context(ca: Path | None = None) -> ssl.SSLContext:
     ctx = ssl.create_default_context(cafile=str(ca) if ca else None)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     return ctx
+
+
+def tune_asyncio_tls(buffer_size: int = 32 * 1024) -> None:
+    """Shrink asyncio's per-connection TLS read buffer (process-wide).
+
+    Python 3.11's ``asyncio.sslproto.SSLProtocol`` allocates a 256 KiB buffer for every TLS
+    connection, so 1,000 idle IMAP or SMTP clients cost ~280 MiB. A TLS record carries at
+    most 16 KiB (RFC 8446 §5.1, RFC 5246 §6.2.1): 32 KiB loses nothing but memory.
+    """
+    from asyncio import sslproto
+
+    sslproto.SSLProtocol.max_size = buffer_size

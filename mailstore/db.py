@@ -5,10 +5,10 @@ Design (ARCHITECTURE.md §4 and §10):
 * SQLite in WAL mode with ``synchronous=FULL`` by default, PostgreSQL (psycopg 3) by URL.
   The same SQLAlchemy Core code runs on both.
 * **One writer** owns the write connection. Callers submit write jobs (plain functions of a
-  :class:`Tx`); the writer thread drains every job waiting, runs each inside its own
-  SAVEPOINT of one shared transaction, commits (one fsync for the whole batch), and only then
-  resolves each caller's future. A job that raises is rolled back alone; a failed commit
-  fails the whole batch. This is *group commit*: many concurrent SMTP transactions share one
+  :class:`Tx`); the writer thread drains every job waiting, runs them in one shared
+  transaction, commits (one fsync for the whole batch), and only then resolves each
+  caller's future. A job that raises is rolled back alone (the batch is replayed with one
+  SAVEPOINT per job); a failed commit fails the whole batch. This is *group commit*: many concurrent SMTP transactions share one
   fsync, and nobody is told "done" before the data is durable.
 * Reads run on a small thread pool, each on its own pooled connection (SQLite WAL lets
   readers proceed while the writer commits).
@@ -97,7 +97,8 @@ def is_postgresql(engine: Engine) -> bool:
 
 @dataclass
 class Tx:
-    """What a write job sees: the connection inside its SAVEPOINT, and an after-commit hook."""
+    """What a write job sees: the connection inside the batch's transaction, and an
+    after-commit hook."""
 
     conn: Connection
     _after: list[Callable[[], None]] = field(default_factory=list)
@@ -235,6 +236,38 @@ class Database:
             conn.close()
 
     def _run_batch(self, conn: Connection, batch: list[_Job]) -> None:
+        """Run a batch in one transaction and commit once.
+
+        Optimistic first: no SAVEPOINT per job (two statements saved per job). If a job
+        raises, the whole transaction is rolled back and the batch runs again with one
+        SAVEPOINT per job, so only the failing job is lost. Jobs are plain functions of the
+        transaction, so running one twice is harmless.
+        """
+        results: list[tuple[_Job, Any, BaseException | None, list[Callable[[], None]]]] = []
+        failed: BaseException | None = None
+        with conn.begin() as trans:
+            for job in batch:
+                tx = Tx(conn)
+                try:
+                    value = job.fn(tx)
+                except Exception as exc:
+                    failed = exc
+                    trans.rollback()
+                    break
+                results.append((job, value, None, tx._after))
+        if failed is not None:
+            if len(batch) == 1:
+                results = [(batch[0], None, failed, [])]
+            else:
+                results = self._run_isolated(conn, batch)
+        self.commits += 1
+        self.jobs_committed += len(batch)
+        for job, value, failure, after in results:
+            self._resolve(job, value, failure, after)
+
+    def _run_isolated(
+        self, conn: Connection, batch: list[_Job]
+    ) -> list[tuple[_Job, Any, BaseException | None, list[Callable[[], None]]]]:
         results: list[tuple[_Job, Any, BaseException | None, list[Callable[[], None]]]] = []
         with conn.begin():
             for job in batch:
@@ -248,10 +281,7 @@ class Database:
                 else:
                     savepoint.commit()
                     results.append((job, value, None, tx._after))
-        self.commits += 1
-        self.jobs_committed += len(batch)
-        for job, value, failure, after in results:
-            self._resolve(job, value, failure, after)
+        return results
 
     @staticmethod
     def _resolve(

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import email
 import email.errors
+import email.parser
 import email.policy
 import unicodedata
 from collections.abc import Iterator
@@ -272,6 +273,21 @@ def _is_attachment(part: Message) -> bool:
     return part.get_content_type() not in BODY_TYPES
 
 
+_HEADER_ONLY = email.parser.BytesHeaderParser(policy=email.policy.compat32)
+
+
+def _single_body_part(raw: bytes) -> bool:
+    """Fast path: a message that is one body part (text, no file name) has no attachment.
+
+    Only the header block is parsed; anything multipart, named or of another type goes
+    through the full MIME walk.
+    """
+    head = _HEADER_ONLY.parsebytes(raw)
+    if head.get_filename() is not None or head.get_content_disposition() == "attachment":
+        return False
+    return head.get_content_type() in BODY_TYPES
+
+
 def check_message(
     raw: bytes,
     *,
@@ -282,6 +298,8 @@ def check_message(
     if len(raw) > limits.max_message_size:
         detail = f"{len(raw)} bytes (limit {limits.max_message_size})"
         return AttachmentReport(Decision.deny(Reason.MESSAGE_TOO_LARGE, detail), (), detail)
+    if _single_body_part(raw):
+        return AttachmentReport(Decision.allow(), ())
     findings: list[AttachmentFinding] = []
     try:
         msg = email.message_from_bytes(raw, policy=email.policy.default)

@@ -15,6 +15,8 @@ CPU work (signing, parsing) happens before the write job so the single writer on
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -101,6 +103,7 @@ class DeliveryAgent:
         self.signers = signers or {}
         self.journal = journal
         self.notify = notify
+        self._cpu = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="sign")
 
     def prepare(self, incoming: Incoming) -> tuple[bytes, str]:
         """The bytes to store (trace fields, Message-ID, DKIM-Signature) and the Message-ID."""
@@ -119,7 +122,9 @@ class DeliveryAgent:
 
     async def deliver(self, incoming: Incoming) -> Delivered:
         """Make ``incoming`` durable; return once committed (raise if it was not)."""
-        raw, message_id = self.prepare(incoming)
+        loop = asyncio.get_running_loop()
+        # RSA signing releases the GIL: done on a small pool, it overlaps the event loop.
+        raw, message_id = await loop.run_in_executor(self._cpu, self.prepare, incoming)
         index_json = encode_index(raw)
         now = datetime.now(UTC)
         closes = closes_conversation(header_values(raw, CLOSING_HEADER))
