@@ -148,7 +148,10 @@ def test_patient_replies_only_to_who_wrote_first_and_fin_closes(live) -> None:
         perms = ctx.db.read_sync(lambda c: list_permissions(c, INS))
     finally:
         ctx.close()
-    assert [p.professional for p in perms] == [DR_MARTIN]
+    writers = {p.professional for p in perms}
+    assert DR_MARTIN in writers and DR_LEFEVRE not in writers
+    (martin,) = [p for p in perms if p.professional == DR_MARTIN]
+    assert martin.closed_at is None and martin.reopened_at is not None
 
 
 def test_patient_copy_in_sent_and_attachment_checked(live) -> None:
