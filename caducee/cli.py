@@ -22,6 +22,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "caducee.cmd_account",
     "caducee.cmd_audit",
     "caducee.cmd_policy",
+    "caducee.cmd_directory",
+    "caducee.cmd_queue",
 )
 
 DEFAULT_CONFIG = "conf/caducee.toml"
@@ -47,7 +49,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.umask(0o077)  # keys, databases and spools are private to the service's user
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import secrets
 import tomllib
 from pathlib import Path
@@ -44,6 +45,7 @@ def _services(text: str) -> tuple[str, ...]:
 
 
 def run_config(cfg: config_mod.Config, services: tuple[str, ...], banner: str = "") -> int:
+    os.umask(0o077)  # databases, spools and logs are private to the service's user
     logsetup.setup(cfg.server.log_format, cfg.server.log_level)
     ctx = open_context(cfg)
 
@@ -135,6 +137,9 @@ def demo_banner(cfg: config_mod.Config, created: list[tuple[str, str, str]]) -> 
         f"  CA to trust    : {cfg.tls.client_ca}",
         f"  SMTP submission: {sub.host} port {sub.port} (STARTTLS), "
         f"port {subs.port} (TLS), AUTH PLAIN/LOGIN",
+        f"  IMAP           : {cfg.imap.listen[0].host} port {cfg.imap.listen[0].port} (STARTTLS), "
+        f"port {cfg.imap.implicit_tls_listen[0].port} (TLS)",
+        f"  MTA (operators): port {cfg.mta.listen[0].port} (STARTTLS, client certificate)",
     ]
     if created:
         lines.append("  Demo accounts (passwords shown once; reset with `caducee account passwd`):")

@@ -183,6 +183,67 @@ class DirectorySection:
 
 
 @dataclass(frozen=True)
+class MtaSection:
+    """The port-25 listener for other operators of the trust space (docs/outbound.md)."""
+
+    #: STARTTLS listeners (port 25 in production); STARTTLS is required before MAIL.
+    listen: list[Listen] = field(default_factory=lambda: [Listen("127.0.0.1", 25)])
+    #: Mutual TLS (DOMAIN.md §1): the peer must present a certificate of the trust anchors
+    #: (``tls.client_ca``) naming a trusted domain.
+    require_client_certificate: bool = True
+    #: Refuse (``550 5.7.20``) a message without a passing DKIM signature of its sender.
+    require_dkim: bool = True
+    max_recipients: int = 100
+    idle_timeout: float = 300.0
+
+
+@dataclass(frozen=True)
+class OutboundSection:
+    """The outbound queue and its SMTP client (docs/outbound.md)."""
+
+    #: Seconds to wait after the 1st, 2nd… temporary failure; the last step repeats.
+    retry_schedule: list[float] = field(
+        default_factory=lambda: [60.0, 300.0, 900.0, 3600.0, 7200.0]
+    )
+    #: Days before an undeliverable message bounces (RFC 5321 §4.5.4.1: 4–5 days).
+    max_age_days: float = 5.0
+    #: DNS servers for MX and DKIM lookups (empty: the system's resolv.conf), and their port.
+    dns_nameservers: list[str] = field(default_factory=list)
+    dns_port: int = 53
+    #: The peers' SMTP port (25; tests use a loopback port).
+    smtp_port: int = 25
+    #: Trust anchors that verify peers' certificates (unset: ``tls.client_ca``).
+    tls_ca_file: Path | None = None
+    #: Destination domains delivered at once.
+    concurrency: int = 10
+    connect_timeout: float = 30.0
+    command_timeout: float = 300.0
+    #: Seconds a claimed entry belongs to one node (a crashed node's entries wait this long).
+    lease_seconds: float = 900.0
+
+
+@dataclass(frozen=True)
+class ImapSection:
+    """The IMAP server (mailstore/imap/, docs/imap-clients.md)."""
+
+    #: STARTTLS listeners (RFC 3501; port 143 in production).
+    listen: list[Listen] = field(default_factory=lambda: [Listen("127.0.0.1", 143)])
+    #: Implicit-TLS listeners (RFC 8314; port 993 in production).
+    implicit_tls_listen: list[Listen] = field(default_factory=lambda: [Listen("127.0.0.1", 993)])
+    #: One command line (between literals), in octets.
+    max_line: int = 64 * 1024
+    #: A literal in any command but APPEND (a password, a search string), in octets.
+    max_literal: int = 1024 * 1024
+    #: APPEND's message limit in octets (0: the submission limit).
+    max_message_size: int = 0
+    #: Seconds of silence before login, then once logged in (RFC 3501 §5.4: ≥ 1800).
+    preauth_timeout: float = 60.0
+    autologout: float = 1800.0
+    #: Accept LOGIN/AUTHENTICATE PLAIN without TLS. Only for benchmarks on loopback.
+    allow_plaintext_auth: bool = False
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration; ``path`` is the file it came from."""
 
@@ -198,6 +259,9 @@ class Config:
     audit: AuditSection = field(default_factory=AuditSection)
     policy: PolicySection = field(default_factory=PolicySection)
     directory: DirectorySection = field(default_factory=DirectorySection)
+    mta: MtaSection = field(default_factory=MtaSection)
+    outbound: OutboundSection = field(default_factory=OutboundSection)
+    imap: ImapSection = field(default_factory=ImapSection)
 
     @property
     def database_url(self) -> str:

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import Engine, MetaData, inspect
-
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import Engine, MetaData, inspect
 
 
 def target_metadata() -> list[MetaData]:
     """The metadata of every package that owns tables (for autogenerate and checks)."""
+    import audit.tables
+    import directory.tables
+    import mailstore.policy_tables
+    import mailstore.queue_tables
     import mailstore.tables
 
-    return [mailstore.tables.metadata]
+    return [
+        mailstore.tables.metadata, audit.tables.metadata, mailstore.policy_tables.metadata,
+        directory.tables.metadata, mailstore.queue_tables.metadata,
+    ]
 
 
 def alembic_config() -> Config:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -20,20 +21,28 @@ from caducee.context import Context
 from caducee.tls import server_context, tune_asyncio_tls
 from mailstore.auth import Authenticator, AuthStatus, RateLimiter
 from mailstore.db import Tx
+from mailstore.imap.server import start_imap_server
+from mailstore.imap.session import ImapSettings
+from mailstore.notify import Notifier
 from mailstore.trust_refresh import TrustListRefresher
 from policy.attachments import AttachmentLimits
 from policy.decision import Reason
 from smtp_gateway.delivery import DeliveryAgent
 from smtp_gateway.dkim_sign import DkimSigner
+from smtp_gateway.dkim_verify import DkimVerifier
+from smtp_gateway.mta import MtaHandler, MtaSettings, start_mta
+from smtp_gateway.mx import DnsSettings, MxResolver
+from smtp_gateway.outbound_client import ClientSettings, client_tls_context
 from smtp_gateway.patient_send import PatientSender
 from smtp_gateway.policy_gate import PolicyGate
+from smtp_gateway.queue_runner import QueueRunner, RunnerSettings
 from smtp_gateway.recipients import RecipientResolver
-from smtp_gateway.smtp_server import start_submission
+from smtp_gateway.smtp_server import SmtpService, start_submission
 from smtp_gateway.submission import SubmissionHandler, SubmissionSettings
 
 log = logging.getLogger("caducee.run")
 
-ALL_SERVICES = ("submission",)
+ALL_SERVICES = ("submission", "imap", "mta", "queue")
 
 
 class Service(Protocol):
@@ -51,9 +60,16 @@ class Platform:
     services: dict[str, Service] = field(default_factory=dict)
     ports: dict[str, list[int]] = field(default_factory=dict)
 
+    notifier: Notifier | None = None
+
     async def close(self) -> None:
         grace = self.ctx.config.server.shutdown_grace
+        last = self.services.pop("audit-checkpoints", None)
         await asyncio.gather(*(s.close(grace) for s in self.services.values()))
+        if last is not None:  # sign the journal's head once everything else is done
+            await last.close(grace)
+        if self.notifier is not None:
+            await self.notifier.close()
         self.authenticator.close()
 
 
@@ -118,12 +134,16 @@ async def start_platform(ctx: Context, services: tuple[str, ...] = ALL_SERVICES)
         cache_seconds=cfg.auth.cache_seconds,
         max_concurrent_hashes=cfg.auth.max_concurrent_hashes,
     )
+    notifier = Notifier()
+    await notifier.start(cfg.database_url)
     delivery = DeliveryAgent(
         db=ctx.db,
         keystore=ctx.keystore,
         hostname=cfg.server.hostname,
         signers=_signers(ctx),
         journal=ctx.journal,
+        notify=notifier.mailbox_changed,
+        queue_max_age=timedelta(days=cfg.outbound.max_age_days),
     )
     resolver = RecipientResolver(ctx.db)
     expiry = cfg.policy.permission_expiry_days
@@ -132,7 +152,7 @@ async def start_platform(ctx: Context, services: tuple[str, ...] = ALL_SERVICES)
         hostname=cfg.server.hostname, limits=attachment_limits(cfg),
         expiry=timedelta(days=expiry) if expiry else None,
     )
-    platform = Platform(ctx, authenticator, delivery, patient_sender)
+    platform = Platform(ctx, authenticator, delivery, patient_sender, notifier=notifier)
     tls = server_context(cfg.tls.cert, cfg.tls.key, cfg.tls.client_ca)
     sink = journal_sink(ctx)
 
@@ -191,7 +211,125 @@ async def start_platform(ctx: Context, services: tuple[str, ...] = ALL_SERVICES)
         )
         platform.services["submission"] = smtp
         platform.ports["submission"] = smtp.ports
+    if "imap" in services:
+        imap = await start_imap_server(
+            db=ctx.db, keystore=ctx.keystore, authenticator=authenticator, notifier=notifier,
+            ssl_context=tls, listen=cfg.imap.listen,
+            implicit_tls_listen=cfg.imap.implicit_tls_listen, journal=ctx.journal,
+            settings=ImapSettings.from_section(
+                cfg.imap, hostname=cfg.server.hostname, patient_domain=cfg.domains.patient,
+                submission_max=cfg.policy.max_message_size,
+            ),
+        )
+        platform.services["imap"] = imap
+        platform.ports["imap"] = [p for _, p in imap.addresses + imap.tls_addresses]
+    if "mta" in services:
+        mta = await start_mta_service(ctx, gate, resolver, delivery, tls, sink)
+        platform.services["mta"] = mta
+        platform.ports["mta"] = mta.ports
+    if "queue" in services:
+        platform.services["queue"] = start_queue_service(ctx, delivery)
+    platform.services["audit-checkpoints"] = JournalCheckpointer(
+        ctx, cfg.audit.checkpoint_seconds
+    ).start()
     return platform
+
+
+class JournalCheckpointer:
+    """Signs the journal's head now and then, and mirrors the signed checkpoints into the
+    append-only file outside the database (docs/audit.md), so a quiet journal's tail is
+    signed too; once more at shutdown."""
+
+    def __init__(self, ctx: Context, period: float) -> None:
+        self.ctx = ctx
+        self.period = period
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> JournalCheckpointer:
+        if self.ctx.journal.signing_key is not None and self.period > 0:
+            self._task = asyncio.create_task(self._loop(), name="audit-checkpoints")
+        return self
+
+    async def checkpoint(self) -> None:
+        journal = self.ctx.journal
+        await self.ctx.db.write(lambda tx: journal.checkpoint(tx.conn))
+        await self.ctx.db.read(journal.sync_checkpoint_file)
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.period)
+            try:
+                await self.checkpoint()
+            except Exception:
+                log.exception("signing a journal checkpoint failed; will retry")
+
+    async def close(self, grace: float = 0.0) -> None:
+        if self._task is None:
+            return
+        self._task.cancel()
+        try:
+            await self.checkpoint()
+        except Exception:
+            log.exception("final journal checkpoint failed")
+
+
+def _dns(cfg: Config) -> DnsSettings:
+    return DnsSettings(tuple(cfg.outbound.dns_nameservers), cfg.outbound.dns_port)
+
+
+async def start_mta_service(
+    ctx: Context, gate: PolicyGate, resolver: RecipientResolver, delivery: DeliveryAgent,
+    tls: ssl.SSLContext, sink: Callable[[AuditEvent], None],
+) -> SmtpService:
+    """The port-25 listener for other operators (smtp_gateway/mta.py)."""
+    cfg = ctx.config
+
+    def on_refusal(actor: str, ip: str | None, reason: Reason, detail: str) -> None:
+        sink(AuditEvent(action=Action.MESSAGE_REFUSED, actor=actor, outcome="refused",
+                        reason=str(reason), client_ip=ip, protocol="mta"))
+
+    handler = MtaHandler(
+        settings=MtaSettings(
+            hostname=cfg.server.hostname,
+            local_domains=frozenset([*cfg.domains.professional, cfg.domains.patient]),
+            max_message_size=cfg.policy.max_message_size,
+            max_recipients=cfg.mta.max_recipients,
+            require_peer_identity=(cfg.mta.require_client_certificate
+                                   or cfg.policy.require_peer_identity),
+            require_dkim=cfg.mta.require_dkim,
+        ),
+        resolver=resolver, delivery=delivery, gate=gate,
+        verifier=DkimVerifier(_dns(cfg)), on_refusal=on_refusal,
+    )
+    return await start_mta(
+        handler, hostname=cfg.server.hostname, tls_context=tls,
+        listen=[(a.host, a.port) for a in cfg.mta.listen],
+        max_message_size=cfg.policy.max_message_size, idle_timeout=cfg.mta.idle_timeout,
+    )
+
+
+def start_queue_service(ctx: Context, delivery: DeliveryAgent) -> QueueRunner:
+    """The outbound queue runner (smtp_gateway/queue_runner.py), woken by new entries."""
+    cfg = ctx.config
+    out = cfg.outbound
+    client = ClientSettings(
+        hostname=cfg.server.hostname,
+        tls_context=client_tls_context(out.tls_ca_file or cfg.tls.client_ca,
+                                       cfg.tls.cert, cfg.tls.key),
+        port=out.smtp_port, connect_timeout=out.connect_timeout,
+        command_timeout=out.command_timeout,
+    )
+    runner = QueueRunner(
+        db=ctx.db, keystore=ctx.keystore, delivery=delivery, mx=MxResolver(_dns(cfg)),
+        client=client, journal=ctx.journal,
+        settings=RunnerSettings(
+            hostname=cfg.server.hostname, schedule=tuple(out.retry_schedule),
+            lease=timedelta(seconds=out.lease_seconds), concurrency=out.concurrency,
+        ),
+    )
+    delivery.on_queued = runner.wake
+    runner.start()
+    return runner
 
 
 async def serve(

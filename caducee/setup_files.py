@@ -76,6 +76,22 @@ key_file = "keys/dkim.key"
 listen = ["{h}:{opts.port('submission')}"]              # STARTTLS (RFC 6409)
 implicit_tls_listen = ["{h}:{opts.port('submissions')}"]  # implicit TLS (RFC 8314)
 
+[imap]
+listen = ["{h}:{opts.port('imap')}"]                  # STARTTLS (RFC 3501)
+implicit_tls_listen = ["{h}:{opts.port('imaps')}"]    # implicit TLS (RFC 8314)
+
+[mta]
+listen = ["{h}:{opts.port('mta')}"]   # other operators (port 25 in production), STARTTLS
+require_client_certificate = true   # mutual TLS: a certificate of tls.client_ca
+require_dkim = true                 # 550 5.7.20 without a passing DKIM signature
+
+[outbound]
+retry_schedule = [60, 300, 900, 3600, 7200]   # seconds; the last step repeats
+max_age_days = 5
+dns_nameservers = []    # empty: the system's resolver
+smtp_port = 25
+# tls_ca_file = "tls/trust-space-ca.crt"   # default: tls.client_ca
+
 [policy]
 max_message_size = 20971520      # SMTP SIZE, IMAP APPENDLIMIT, web uploads
 max_attachment_size = 10485760
@@ -107,6 +123,7 @@ def write_all(opts: InitOptions, *, client_identifier: str = "810000000000") -> 
 
     d = opts.directory
     d.mkdir(parents=True, exist_ok=True)
+    d.chmod(0o700)  # the data directory holds keys and the database
     tls_dir = d / "tls"
     keys_dir = d / "keys"
     tls_dir.mkdir(exist_ok=True)

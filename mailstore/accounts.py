@@ -7,7 +7,6 @@ A professional, organisation, admin or patient account owns one address, a data 
 
 from __future__ import annotations
 
-import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -106,8 +105,10 @@ def hash_password(password: str) -> str:
 
 
 def new_uidvalidity() -> int:
-    """A UIDVALIDITY that grows with time and differs between re-creations (RFC 3501 §2.3.1.1)."""
-    return (int(time.time()) << 8 | secrets.randbelow(256)) & 0xFFFFFFFF or 1
+    """A UIDVALIDITY that grows with time (RFC 3501 §2.3.1.1): the current Unix time, which
+    fits the 32-bit field until 2106. CREATE after DELETE takes the larger of this and the
+    account's highest value + 1 (mailstore.folders)."""
+    return int(time.time())
 
 
 def create_account(

@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -189,6 +190,25 @@ class Authenticator:
         async with self._slots:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._pool, _verify, stored, password)
+
+
+def certificate_identity(cert: dict[str, Any] | None) -> str | None:
+    """The account identifier of a verified client certificate (SASL EXTERNAL).
+
+    CPS-style certificates carry the practitioner's national identifier in the subject's
+    serialNumber attribute; otherwise the common name is used. The chain was verified by
+    TLS against the configured trust anchors before this is called.
+    """
+    if not cert:
+        return None
+    serial = common = None
+    for rdn in cert.get("subject", ()):
+        for key, value in rdn:
+            if key == "serialNumber":
+                serial = value
+            elif key == "commonName":
+                common = value
+    return serial or common
 
 
 def _verify(stored: str, password: str) -> bool:

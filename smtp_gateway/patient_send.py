@@ -4,8 +4,9 @@ A patient may write only to professionals who wrote to them first and did not cl
 conversation, or to a pharmacy they are registered with (DOMAIN.md §5). The message is
 built here with :class:`email.message.EmailMessage` (no header injection through form
 fields), checked like any submission (attachments by content, size), then goes through
-the one durable path: DKIM-signed, stored for each recipient and in the patient's Sent
-folder, journaled — or refused whole, stored and sent nowhere, naming the recipient and
+the one durable path: DKIM-signed, stored for each local recipient and in the patient's
+Sent folder, queued for professionals of other operators (who wrote first through the
+MTA), journaled — or refused whole, stored and sent nowhere, naming the recipient and
 the reason.
 """
 
@@ -25,9 +26,11 @@ from mailstore import accounts
 from mailstore.accounts import Account
 from mailstore.db import Database
 from mailstore.policy_store import decide_patient_recipients
+from mailstore.policy_trust import trusted_domains
 from mailstore.tables import PATIENT
 from policy import attachments as attachment_rules
 from policy.decision import Decision, Reason
+from policy.domains import try_normalise_domain
 from smtp_gateway.delivery import Delivered, DeliveryAgent, Incoming, LocalRecipient
 from smtp_gateway.recipients import RecipientResolver
 
@@ -94,13 +97,20 @@ class PatientSender:
             )
 
         local: list[LocalRecipient] = []
+        remote: list[str] = []
         for address, decision in await self.db.read(decide):
             if not decision:
                 return SendRefused(decision, address)
             rcpt = await self.resolver.resolve(address)
             if rcpt is None:
-                # A professional of another operator: there is no outbound queue yet.
-                return SendRefused(Decision.deny(Reason.RELAY_DENIED, address), address)
+                # A professional of another operator who wrote first: queued, as long as
+                # the operator is still in the trust space.
+                if not await self._still_trusted(address):
+                    return SendRefused(Decision.deny(Reason.DOMAIN_NOT_TRUSTED, address),
+                                       address)
+                if address.lower() not in (r.lower() for r in remote):
+                    remote.append(address)
+                continue
             if all(r.account_id != rcpt.account_id for r in local):
                 local.append(rcpt)
         raw = self.build(patient, message, now)
@@ -115,9 +125,13 @@ class PatientSender:
             raw=raw, mail_from=patient.address, recipients=tuple(local), actor=patient.address,
             protocol="web", client_ip=client_ip,
             sender_copy=(patient.id, sent_box) if sent_box is not None else None,
-            sender_ins=ins,
+            sender_ins=ins, remote=tuple(remote), sender_account_id=patient.id,
         )
         return await self.delivery.deliver(incoming)
+
+    async def _still_trusted(self, address: str) -> bool:
+        domain = try_normalise_domain(address.rpartition("@")[2])
+        return domain is not None and domain in await self.db.read(trusted_domains)
 
     def build(self, patient: Account, message: PatientMessage, now: datetime) -> bytes:
         msg = EmailMessage()

@@ -3,6 +3,8 @@
 * Port 587 style (RFC 6409 + RFC 3207): STARTTLS required before anything but EHLO,
   STARTTLS, NOOP, RSET, QUIT; AUTH only after TLS.
 * Port 465 style (RFC 8314 §3.3): implicit TLS, AUTH allowed at once.
+* Port 25 style (the MTA, RFC 5321 + RFC 3207): STARTTLS required before MAIL, no AUTH
+  (``502``), the client certificate requested for mutual TLS.
 * Every reply gets its enhanced status code (RFC 2034) in one place, :meth:`push`.
 * Graceful stop: stop accepting, let transactions in DATA finish, answer the others
   ``421 4.3.2`` and close.
@@ -22,7 +24,6 @@ from typing import Any, AnyStr
 from aiosmtpd.smtp import SMTP
 
 from smtp_gateway import replies
-from smtp_gateway.submission import SubmissionHandler
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +50,16 @@ class CaduceeSMTP(SMTP):  # type: ignore[misc,unused-ignore]
 
     def __init__(
         self,
-        handler: SubmissionHandler,
+        handler: Any,
         *,
         implicit_tls: bool,
         registry: set[CaduceeSMTP],
+        allow_auth: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(handler, **kwargs)
         self.implicit_tls = implicit_tls
+        self.allow_auth = allow_auth
         self._registry = registry
         self._in_ehlo = False
         self.busy = False
@@ -86,6 +89,12 @@ class CaduceeSMTP(SMTP):  # type: ignore[misc,unused-ignore]
             await super().smtp_EHLO(hostname)
         finally:
             self._in_ehlo = False
+
+    async def smtp_AUTH(self, arg: str) -> None:
+        if not self.allow_auth:  # the MTA: other operators authenticate by certificate
+            await super().push("502 5.5.1 AUTH not available on this service")
+            return
+        await super().smtp_AUTH(arg)
 
     async def smtp_DATA(self, arg: str) -> None:
         self.busy = True
@@ -145,7 +154,7 @@ class SmtpService:
 
 
 async def start_submission(
-    handler: SubmissionHandler,
+    handler: Any,
     *,
     hostname: str,
     tls_context: ssl.SSLContext,
@@ -155,7 +164,27 @@ async def start_submission(
     idle_timeout: float = 300.0,
 ) -> SmtpService:
     """Listen for submission on STARTTLS and implicit-TLS addresses."""
-    service = SmtpService("submission")
+    return await start_smtp_service(
+        "submission", handler, hostname=hostname, tls_context=tls_context,
+        starttls=starttls, implicit=implicit, max_message_size=max_message_size,
+        idle_timeout=idle_timeout, auth=True,
+    )
+
+
+async def start_smtp_service(
+    name: str,
+    handler: Any,
+    *,
+    hostname: str,
+    tls_context: ssl.SSLContext,
+    starttls: Sequence[tuple[str, int]],
+    implicit: Sequence[tuple[str, int]] = (),
+    max_message_size: int,
+    idle_timeout: float = 300.0,
+    auth: bool = True,
+) -> SmtpService:
+    """Listen on STARTTLS (and implicit-TLS) addresses; ``auth=False`` for the MTA."""
+    service = SmtpService(name)
     loop = asyncio.get_running_loop()
 
     def factory(implicit_tls: bool) -> Callable[[], CaduceeSMTP]:
@@ -169,6 +198,7 @@ async def start_submission(
                 handler,
                 implicit_tls=implicit_tls,
                 registry=service.connections,
+                allow_auth=auth,
                 hostname=hostname,
                 ident="Caducée ESMTP",
                 data_size_limit=max_message_size,
@@ -176,7 +206,7 @@ async def start_submission(
                 decode_data=False,
                 tls_context=None if implicit_tls else tls_context,
                 require_starttls=not implicit_tls,
-                auth_required=True,
+                auth_required=auth,
                 auth_require_tls=not implicit_tls,
                 timeout=idle_timeout,
                 command_call_limit={"AUTH": 20, "STARTTLS": 2, "*": 1_000_000},
@@ -191,5 +221,5 @@ async def start_submission(
         service.servers.append(
             await loop.create_server(factory(True), host, port, ssl=tls_context)
         )
-    log.info("submission listening", extra={"ports": service.ports})
+    log.info("%s listening", name, extra={"ports": service.ports})
     return service

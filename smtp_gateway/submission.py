@@ -7,11 +7,13 @@ One coroutine hook per SMTP command; every hook that can accept something is imp
   :class:`~mailstore.auth.Authenticator` (argon2id off the loop, cache, rate limit);
   AUTH EXTERNAL (RFC 4422 Appendix A) with a verified client certificate.
 * MAIL FROM must be an address owned by the authenticated account (RFC 6409 §6.1).
-* RCPT TO: local recipients must exist (``550 5.1.1``); remote recipients are refused
-  (``554 5.7.1``) until the outbound queue exists.
+* RCPT TO: local recipients must exist (``550 5.1.1``); remote recipients must be in a
+  trusted domain of the trust space (``550 5.7.1`` otherwise) and are queued for the
+  outbound queue (docs/outbound.md).
 * DATA: NUL bytes, bare CR and undeclared 8-bit data are refused, bare LF is stored as
-  CRLF (RFC 5321 §2.3.8, RFC 6152 §3); then the message goes through the one durable
-  path and ``250`` is sent only after the commit.
+  CRLF (:func:`smtp_gateway.smtp_edge.check_data`); then the message goes through the one
+  durable path (stored for local recipients, queued for remote ones) and ``250`` is sent
+  only after the commit.
 """
 
 from __future__ import annotations
@@ -19,29 +21,29 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import re
-import secrets
-import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from aiosmtpd.smtp import MISSING, AuthResult, Envelope, Session, TLSSetupException
+from aiosmtpd.smtp import MISSING, AuthResult, Envelope, Session
 
 from mailstore.accounts import Account
-from mailstore.auth import Authenticator, AuthOutcome, AuthStatus
+from mailstore.auth import Authenticator, AuthOutcome, AuthStatus, certificate_identity
 from mailstore.tables import PATIENT
 from policy.decision import Decision, Reason
 from smtp_gateway import replies
 from smtp_gateway.delivery import DeliveryAgent, Incoming, LocalRecipient
 from smtp_gateway.recipients import RecipientResolver
+from smtp_gateway.smtp_edge import (
+    check_data,
+    exception_reply,
+    peer_certificate,
+    ssl_info,
+)
+from smtp_gateway.smtp_edge import client_ip as session_client_ip
 from smtp_gateway.trace import received_header
 
 log = logging.getLogger(__name__)
-
-_8BIT = re.compile(rb"[\x80-\xff]")
-_BARE_CR = re.compile(rb"\r(?!\n)")
-_BARE_LF = re.compile(rb"(?<!\r)\n")
 
 class SubmissionPolicy(Protocol):
     """The rules the submission service applies (:class:`smtp_gateway.policy_gate.PolicyGate`)."""
@@ -72,6 +74,8 @@ class TxState:
     """Per-transaction state kept beside aiosmtpd's Envelope."""
 
     local: list[LocalRecipient] = field(default_factory=list)
+    #: Recipients in trusted domains of other operators (queued).
+    remote: list[str] = field(default_factory=list)
 
 
 class SubmissionHandler:
@@ -102,10 +106,7 @@ class SubmissionHandler:
 
     @staticmethod
     def client_ip(session: Session) -> str | None:
-        peer: Any = session.peer
-        if isinstance(peer, tuple) and peer:
-            return str(peer[0])
-        return None
+        return session_client_ip(session)
 
     @staticmethod
     def account_of(session: Session) -> Any:
@@ -138,7 +139,7 @@ class SubmissionHandler:
         for line in responses:
             if line.startswith("250-AUTH "):
                 mechs = line[len("250-AUTH ") :].split()
-                if not _peer_certificate(server, session):
+                if not peer_certificate(server, session):
                     mechs = [m for m in mechs if m != "EXTERNAL"]
                 line = "250-AUTH " + " ".join(mechs)
             if line == "250 HELP":
@@ -190,7 +191,7 @@ class SubmissionHandler:
     async def auth_EXTERNAL(self, server: Any, args: list[str]) -> AuthResult:
         """RFC 4422 Appendix A: the identity is the verified client certificate's."""
         session: Session = server.session
-        identity = _certificate_identity(_peer_certificate(server, session))
+        identity = certificate_identity(peer_certificate(server, session))
         if identity is None:
             await server.push("535 5.7.8 No verified client certificate")
             return AuthResult(success=False, handled=True)
@@ -243,7 +244,9 @@ class SubmissionHandler:
             return self._refuse(session, decision.reason, _reply_detail(decision))
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
-        self.tx_state(envelope).local.clear()
+        state = self.tx_state(envelope)
+        state.local.clear()
+        state.remote.clear()
         return replies.R250_SENDER_OK.line()
 
     async def handle_RCPT(
@@ -262,9 +265,12 @@ class SubmissionHandler:
         if not decision:
             return self._refuse(session, decision.reason, _reply_detail(decision))
         if local is None:
-            # The rules accept this trusted remote domain, but there is no outbound queue
-            # in this version: nothing leaves the platform (no open relay either).
-            return self._refuse(session, Reason.RELAY_DENIED, "")
+            # A trusted domain of another operator (the rules said so): queued at DATA.
+            if address.lower() not in (r.lower() for r in state.remote):
+                envelope.rcpt_tos.append(address)
+                envelope.rcpt_options.extend(rcpt_options)
+                state.remote.append(address)
+            return replies.R250_RECIPIENT_OK.line()
         if any(r.account_id == local.account_id for r in state.local):
             return replies.R250_RECIPIENT_OK.line()  # duplicate RCPT: deliver once
         envelope.rcpt_tos.append(address)
@@ -287,29 +293,15 @@ class SubmissionHandler:
     # -- DATA ------------------------------------------------------------------------------
 
     async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
-        raw = envelope.original_content
-        assert isinstance(raw, bytes | bytearray)
-        raw = bytes(raw)
-        if b"\x00" in raw:
-            return replies.R554_NUL_IN_DATA.line()
-        if _BARE_CR.search(raw):
-            return replies.R554_BARE_CR.line()
-        # A bare LF is a client bug (RFC 5321 §2.3.8); like Postfix's "normalize" mode we
-        # store it as CRLF. It never ends DATA: only CRLF.CRLF does (SMTP smuggling).
-        raw = _BARE_LF.sub(b"\r\n", raw)
-        body_8bit = any(o.upper() == "BODY=8BITMIME" for o in envelope.mail_options)
-        if not body_8bit and not envelope.smtp_utf8 and _8BIT.search(raw):
-            return replies.R554_8BIT_WITHOUT_8BITMIME.line()
-        if len(raw) > self.settings.max_message_size:
-            return replies.R552_MESSAGE_TOO_LARGE.line()
+        raw = check_data(envelope, self.settings.max_message_size)
+        if isinstance(raw, str):
+            return raw
         acc = self.account_of(session)
         state = self.tx_state(envelope)
         decision = await self.gate.on_data(acc, raw, state.local)
         if not decision:
             return self._refuse(session, decision.reason, _reply_detail(decision))
-        if not raw.endswith(b"\r\n"):
-            raw += b"\r\n"
-        ssl_info = _ssl_info(server, session)
+        tls = ssl_info(server)
         incoming = Incoming(
             raw=raw,
             mail_from=envelope.mail_from or "",
@@ -318,15 +310,17 @@ class SubmissionHandler:
             protocol="smtp",
             client_ip=self.client_ip(session),
             patient_contact=await self.gate.grants_patient_contact(acc),
+            remote=tuple(state.remote),
+            sender_account_id=acc.id,
         )
         trace = received_header(
             helo=session.host_name or "unknown",
             client_ip=incoming.client_ip,
             hostname=self.settings.hostname,
-            protocol="ESMTPSA" if ssl_info else "ESMTPA",
+            protocol="ESMTPSA" if tls else "ESMTPA",
             queue_id=incoming.queue_id,
-            tls_version=ssl_info[0] if ssl_info else None,
-            cipher=ssl_info[1] if ssl_info else None,
+            tls_version=tls[0] if tls else None,
+            cipher=tls[1] if tls else None,
             recipient=envelope.rcpt_tos[0] if len(envelope.rcpt_tos) == 1 else None,
         )
         incoming = Incoming(**{**incoming.__dict__, "trace": trace})
@@ -338,7 +332,8 @@ class SubmissionHandler:
         log.info(
             "message accepted",
             extra={"queue_id": delivered.queue_id, "account": acc.address,
-                   "recipients": len(state.local), "size": delivered.size},
+                   "recipients": len(state.local), "remote": len(state.remote),
+                   "size": delivered.size},
         )
         return f"{replies.R250_QUEUED.line()} {delivered.queue_id}"
 
@@ -346,13 +341,7 @@ class SubmissionHandler:
 
     async def handle_exception(self, error: Exception) -> str:
         """Our fault: log with a correlation id, answer temporarily (never 500 + traceback)."""
-        if isinstance(error, TLSSetupException | ssl.SSLError | ConnectionError):
-            # The peer's fault (failed handshake, reset): not worth a traceback.
-            log.info("SMTP peer error: %s", error.__class__.__name__)
-            return "454 4.7.0 TLS not available due to temporary reason"
-        ref = secrets.token_hex(4)
-        log.error("SMTP session failed (ref %s)", ref, exc_info=error)
-        return f"{replies.R451_TEMPORARY.line()} (ref {ref})"
+        return exception_reply(error)
 
 
 def _reply_detail(decision: Decision) -> str:
@@ -361,44 +350,3 @@ def _reply_detail(decision: Decision) -> str:
     if decision.reason in (Reason.ATTACHMENT_TYPE_REFUSED, Reason.MESSAGE_TOO_LARGE):
         return decision.detail
     return ""
-
-
-def _peer_certificate(server: Any, session: Session) -> dict[str, Any] | None:
-    ssl_object = None
-    if session.ssl:
-        ssl_object = session.ssl.get("ssl_object")
-    if ssl_object is None and server.transport is not None:
-        ssl_object = server.transport.get_extra_info("ssl_object")
-    if ssl_object is None:
-        return None
-    cert = ssl_object.getpeercert()
-    return cert or None
-
-
-def _certificate_identity(cert: dict[str, Any] | None) -> str | None:
-    """The account identifier of a verified client certificate.
-
-    CPS-style certificates carry the practitioner's national identifier in the subject's
-    serialNumber attribute; otherwise the common name is used.
-    """
-    if not cert:
-        return None
-    serial = common = None
-    for rdn in cert.get("subject", ()):
-        for key, value in rdn:
-            if key == "serialNumber":
-                serial = value
-            elif key == "commonName":
-                common = value
-    return serial or common
-
-
-def _ssl_info(server: Any, session: Session) -> tuple[str, str] | None:
-    transport = server.transport
-    if transport is None:
-        return None
-    ssl_object = transport.get_extra_info("ssl_object")
-    if ssl_object is None:
-        return None
-    cipher = ssl_object.cipher()
-    return ssl_object.version() or "TLS", cipher[0] if cipher else "unknown"

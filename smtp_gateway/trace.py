@@ -66,7 +66,7 @@ def header_block(raw: bytes) -> bytes:
     return raw if end < 0 else raw[: end + 2]
 
 
-_MID = re.compile(rb"^message-id:[ \t]*(.*(?:\r\n[ \t].*)*)", re.I | re.M)
+_MID = re.compile(rb"^message-id:[ \t]*([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)", re.I | re.M)
 
 
 def find_message_id(raw: bytes) -> str | None:
@@ -81,7 +81,8 @@ def find_message_id(raw: bytes) -> str | None:
 def header_values(raw: bytes, name: str) -> list[str]:
     """The unfolded values of every ``name:`` field of the header block."""
     pattern = re.compile(
-        rb"^" + re.escape(name.encode()) + rb":[ \t]*(.*(?:\r\n[ \t].*)*)", re.I | re.M
+        rb"^" + re.escape(name.encode()) + rb":[ \t]*([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)",
+        re.I | re.M,
     )
     return [
         re.sub(rb"\r\n(?=[ \t])", b"", m.group(1)).decode("utf-8", "replace").strip()

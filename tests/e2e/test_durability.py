@@ -149,7 +149,7 @@ def test_sigterm_finishes_and_exits_zero(tmp_path: Path, request: pytest.Fixture
     s = smtplib.SMTP("127.0.0.1", pdir.ports["submission"], timeout=20)
     s.starttls(context=ctx)
     s.login(SENDER, PASSWORD)
-    s.sendmail(SENDER, [RCPT], b"Subject: before stop\r\nMessage-ID: <t1@x>\r\n\r\nx\r\n")
+    s.sendmail(SENDER, [RCPT], (f"From: {SENDER}\r\nSubject: before stop\r\nMessage-ID: <t1@x>\r\n\r\nx\r\n").encode())
     assert server.signal(signal.SIGTERM) == 0
     # The idle client was told to come back later (RFC 5321 §3.8).
     try:

@@ -4,6 +4,7 @@ event loop) or as a real `caducee run` subprocess that can be killed."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -82,6 +83,46 @@ def new_national_id() -> str:
     return "8" + body + luhn_check_digit(body)
 
 
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def configure(pdir: PlatformDir, section: str, **values: object) -> None:
+    """Set keys of one ``[section]`` of the platform's configuration file (the section is
+    added if missing; keys already there are replaced)."""
+    lines = pdir.config_path.read_text(encoding="utf-8").splitlines()
+    new = [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+    header = f"[{section}]"
+    if header not in (ln.strip() for ln in lines):
+        lines += ["", header, *new]
+    else:
+        out: list[str] = []
+        inside = False
+        for line in lines:
+            stripped = line.strip()
+            if stripped.startswith("["):
+                inside = stripped == header
+                out.append(line)
+                if inside:
+                    out += new
+                continue
+            key = stripped.split("=", 1)[0].strip()
+            if inside and "=" in stripped and key in values:
+                continue
+            out.append(line)
+        lines = out
+    pdir.config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config_mod.load(pdir.config_path)  # still valid
+
+
 def make_platform_dir(root: Path, database_url: str = "") -> PlatformDir:
     ports = {name: free_port() for name in PORTS}
     opts = InitOptions(directory=root, ports=ports, database_url=database_url)
@@ -153,13 +194,16 @@ class SubprocessPlatform:
     pdir: PlatformDir
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    #: ``caducee run --services`` (None: all of them).
+    services: tuple[str, ...] | None = None
 
     def start(self) -> SubprocessPlatform:
         self.log_path = self.pdir.root / "run.log"
         log = self.log_path.open("ab")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        extra = ["--services", ",".join(self.services)] if self.services else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "caducee", "-c", str(self.pdir.config_path), "run"],
+            [sys.executable, "-m", "caducee", "-c", str(self.pdir.config_path), "run", *extra],
             stdout=log, stderr=log, env=env,
         )
         wait_port("127.0.0.1", self.pdir.ports["submission"], timeout=30)

@@ -1,0 +1,1 @@
+"""Real peers (Postfix, Dovecot) and Caducée started on loopback in temp dirs for benchmarks."""

@@ -1,0 +1,85 @@
+"""The directory's JSON HTTP API, used by the webmail (issue 6, «Search»).
+
+``GET /api/directory?q=…&profession=…&specialty=…&town=…&postcode=…&departement=…
+&identifier=…&address=…&type=…&page=…&per_page=…`` answers::
+
+    {"page": 1, "per_page": 20, "has_more": false, "results": [{"kind": "practitioner", …}]}
+
+401 with a French message when the caller is not authenticated, 400 with a French message
+on bad parameters. The database work runs on a worker thread, off the event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy import Engine
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from directory.search import Page, Query, QueryError, search
+
+_PARAMS = {
+    "q": "text", "profession": "profession", "specialty": "specialty", "town": "town",
+    "postcode": "postcode", "departement": "departement", "identifier": "identifier",
+    "address": "address", "type": "mailbox_type",
+}
+_MAX_PARAM = 200
+_HEADERS = {"Cache-Control": "no-store"}
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=_HEADERS)
+
+
+def _query(request: Request) -> Query:
+    params = request.query_params
+    unknown = set(params) - set(_PARAMS) - {"page", "per_page"}
+    if unknown:
+        raise QueryError("Paramètre inconnu : " + ", ".join(sorted(unknown)) + ".")
+    values: dict[str, str] = {}
+    for name, field in _PARAMS.items():
+        value = params.get(name, "")
+        if len(value) > _MAX_PARAM:
+            raise QueryError(f"Paramètre « {name} » trop long.")
+        values[field] = value
+    try:
+        page = int(params.get("page", "1"))
+        per_page = int(params.get("per_page", "20"))
+    except ValueError:
+        raise QueryError("« page » et « per_page » doivent être des nombres.") from None
+    return Query(page=page, per_page=per_page, **values)
+
+
+def create_directory_api(
+    engine: Engine, authenticate: Callable[[Request], Awaitable[str | None]]
+) -> Starlette:
+    """The API as a Starlette app (mount it, or serve it alone)."""
+
+    def run(query: Query) -> Page:
+        with engine.connect() as conn:
+            return search(conn, query)
+
+    async def directory(request: Request) -> JSONResponse:
+        user = await authenticate(request)
+        if user is None:
+            return _error(401, "Authentification requise pour consulter l'annuaire.")
+        try:
+            query = _query(request)
+            page = await run_in_threadpool(run, query)
+        except QueryError as exc:
+            return _error(400, exc.message_fr)
+        return JSONResponse(
+            {
+                "page": page.page,
+                "per_page": page.per_page,
+                "has_more": page.has_more,
+                "results": [h.as_json() for h in page.hits],
+            },
+            headers=_HEADERS,
+        )
+
+    return Starlette(routes=[Route("/api/directory", directory, methods=["GET"])])

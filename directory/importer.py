@@ -1,0 +1,309 @@
+"""Importing Annuaire Santé extracts: one import = one transaction (issue 6).
+
+Phases, on a connection of the import's own:
+
+1. **read and stage** — each file (or zip member) is recognised from its header, streamed,
+   validated line by line, and loaded into temporary staging tables. Only temporary tables
+   are written, so on SQLite the database's write lock is not taken yet and the running
+   server keeps writing mail meanwhile.
+2. **merge** — in *one* transaction (``BEGIN IMMEDIATE`` on SQLite, an advisory lock on
+   PostgreSQL against a concurrent import): set-based upserts and the delta
+   (:mod:`directory.merge`), the search documents (:mod:`directory.search_index`), the import
+   log row and the audit journal entry. A crash or ``kill -9`` at any point before the commit
+   leaves the previous directory exactly as it was.
+
+SQLite stays in WAL mode with ``synchronous=FULL``: in WAL mode only the commit syncs, so a
+large transaction costs one fsync; relaxing it would gain nothing and lose durability. The
+import connection gets a large page cache, and its temporary tables go to a file (not RAM)
+so memory stays bounded. After the commit the WAL is checkpointed and truncated.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, Engine, insert, text, update
+
+from directory import merge, search_index, staging
+from directory.formats import FileKind
+from directory.issues import ImportRefused, Issue, Severity
+from directory.reader import Source, SourceError, sources
+from directory.report import IssueLog
+from directory.tables import import_log
+
+if TYPE_CHECKING:
+    from audit.journal import Journal
+
+#: SQLite page cache of the import connection (KiB): main database, then temporary tables.
+SQLITE_CACHE_KIB = 64 * 1024
+SQLITE_TEMP_CACHE_KIB = 16 * 1024
+#: PostgreSQL advisory lock key serialising imports ("DIR" in ASCII).
+PG_IMPORT_LOCK = 0x444952
+
+
+@dataclass(frozen=True)
+class Progress:
+    phase: str  # "read", "merge", "index", "commit", "done"
+    done: int = 0  # bytes read so far (phase "read")
+    total: int = 0  # bytes to read in all files
+
+
+@dataclass
+class FileReport:
+    label: str
+    kind: FileKind
+    encoding: str = ""
+    lines: int = 0
+    rejected: int = 0
+
+
+@dataclass
+class ImportResult:
+    import_id: int
+    files: list[FileReport]
+    merge: merge.MergeResult
+    errors: int
+    warnings: int
+    first_issues: list[Issue]
+    report_path: Path | None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def lines(self) -> int:
+        return sum(f.lines for f in self.files)
+
+    def summary_lines(self) -> list[str]:
+        m = self.merge
+        out = [f"Import n°{self.import_id}"]
+        for f in self.files:
+            out.append(
+                f"  {f.label}: {f.kind.value} extract, {f.encoding}, {f.lines} lines, "
+                f"{f.rejected} rejected"
+            )
+        out += [
+            f"Practitioners: {m.practitioners.added} added, {m.practitioners.changed} changed, "
+            f"{m.practitioners.deactivated} deactivated",
+            f"Activities: {m.activities.added} added, {m.activities.changed} reactivated, "
+            f"{m.activities.deactivated} deactivated",
+            f"Mailboxes: {m.mailboxes.added} added, {m.mailboxes.changed} changed, "
+            f"{m.mailboxes.deactivated} deactivated",
+            f"Manual edits kept against the import: {len(m.disagreements)}",
+            f"Problems: {self.errors} errors (lines skipped), {self.warnings} warnings",
+            f"Search index: {m.index} ({m.documents} documents)",
+        ]
+        return out
+
+
+@dataclass
+class ImportOptions:
+    #: Refuse the whole import on the first error.
+    strict: bool = False
+    #: A wrong check digit (Luhn) is a warning, not an error (DOMAIN.md §3).
+    lenient_identifiers: bool = True
+    actor: str = "cli"
+    report_path: Path | None = None
+    progress: Callable[[Progress], None] | None = None
+    journal: Journal | None = None
+    now: datetime | None = None
+    #: Checkpoint and truncate SQLite's WAL after the commit.
+    checkpoint: bool = True
+    #: Parallel parsing (None: the default of :class:`staging.StageOptions`).
+    workers: int | None = None
+    min_chunk: int | None = None
+    #: Where staging files go (default: beside the SQLite database, else the temp dir).
+    workdir: Path | None = None
+
+
+def _sqlite_tune(conn: Connection) -> None:
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    raw.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+    raw.execute("PRAGMA temp_store=FILE")
+    raw.execute(f"PRAGMA temp.cache_size=-{SQLITE_TEMP_CACHE_KIB}")
+
+
+def _workdir(engine: Engine, options: ImportOptions) -> Path:
+    base = options.workdir
+    if base is None and engine.dialect.name == "sqlite" and engine.url.database:
+        base = Path(engine.url.database).resolve().parent
+    return Path(tempfile.mkdtemp(prefix="caducee-import-", dir=base))
+
+
+def import_files(engine: Engine, paths: Iterable[Path], options: ImportOptions) -> ImportResult:
+    """Import extract files (``.txt`` or ``.zip``, both kinds detected from their header).
+
+    Raises :class:`ImportRefused` (nothing imported) on an unreadable file, an unknown
+    header, or — with ``strict`` — the first error; :class:`SourceError` for a missing file.
+    """
+    now = options.now or datetime.now(UTC)
+    log = IssueLog()
+    timings: dict[str, float] = {}
+    progress = options.progress
+    all_sources: list[Source] = []
+    for p in paths:
+        all_sources.extend(sources(Path(p)))
+
+    def on_issue(issue: Issue) -> None:
+        log.add(issue)
+        if options.strict and issue.severity is Severity.ERROR:
+            raise ImportRefused(issue)
+
+    workdir = _workdir(engine, options)
+    defaults = staging.StageOptions(lenient=options.lenient_identifiers,
+                                    strict=options.strict, workdir=workdir)
+    stage_opts = staging.StageOptions(
+        lenient=options.lenient_identifiers, strict=options.strict, workdir=workdir,
+        workers=options.workers or defaults.workers,
+        min_chunk=options.min_chunk or defaults.min_chunk,
+    )
+    files: list[FileReport] = []
+    conn: Connection | None = None
+    try:
+        t0 = time.perf_counter()
+        try:
+            jobs = staging.plan(all_sources, stage_opts)
+            results = staging.run(
+                jobs, stage_opts,
+                (lambda done, total: progress(Progress("read", done, total))) if progress
+                else None,
+            )
+            staged = staging.collect(jobs, results, on_issue)
+            files = _file_reports(all_sources, staged)
+        except ImportRefused as exc:
+            _write_refused(log, options, exc, files)
+            raise
+        timings["read_and_stage"] = time.perf_counter() - t0
+
+        conn = engine.connect()
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            _sqlite_tune(conn)
+        staging.expose(conn, staged)
+        if FileKind.MAILBOX in staged.kinds:
+            dups = merge.duplicate_mailboxes(conn)
+            conn.rollback()
+            try:
+                for seq, address, first_seq in dups:
+                    job, line = staged.where(seq)
+                    _, first = staged.where(first_seq)
+                    files[job.source_index].rejected += 1
+                    on_issue(Issue(job.source.label, line, "Adresse BAL",
+                                   f"mailbox listed twice (first at line {first}): "
+                                   "this line is skipped", address))
+            except ImportRefused as exc:
+                _write_refused(log, options, exc, files)
+                raise
+            staging.delete_rows(conn, staged, FileKind.MAILBOX, [d[0] for d in dups])
+
+        t1 = time.perf_counter()
+        if progress:
+            progress(Progress("merge"))
+        if sqlite:
+            conn.execution_options(sqlite_immediate=True)
+        with conn.begin():
+            if not sqlite:
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_IMPORT_LOCK})
+            key = conn.execute(
+                insert(import_log).values(
+                    started_at=now, actor=options.actor,
+                    files="\n".join(s.label for s in all_sources), summary="{}",
+                )
+            ).inserted_primary_key
+            assert key is not None
+            imp = int(key[0])
+            result = merge.MergeResult()
+            search_index.begin_marking(conn)
+            if FileKind.PERSON in staged.kinds:
+                merge.merge_practitioners(conn, imp, now, result)
+            if FileKind.MAILBOX in staged.kinds:
+                merge.merge_mailboxes(conn, imp, now, result)
+            timings["merge"] = time.perf_counter() - t1
+            t2 = time.perf_counter()
+            if progress:
+                progress(Progress("index"))
+            search_index.mark_import(conn, imp)
+            result.index = search_index.refresh_marked(conn)
+            result.documents = int(
+                conn.execute(text("SELECT count(*) FROM directory_doc")).scalar_one()
+            )
+            timings["index"] = time.perf_counter() - t2
+            extra: dict[str, Any] = {
+                "lines": sum(f.lines for f in files), "errors": log.errors,
+                "warnings": log.warnings,
+            }
+            conn.execute(
+                update(import_log).where(import_log.c.id == imp).values(
+                    finished_at=datetime.now(UTC), summary=merge.summary_json(result, extra)
+                )
+            )
+            if options.journal is not None:
+                _journal(options.journal, conn, imp, options.actor)
+            if progress:
+                progress(Progress("commit"))
+            t3 = time.perf_counter()
+        timings["commit"] = time.perf_counter() - t3
+        if sqlite and options.checkpoint:
+            t4 = time.perf_counter()
+            conn.connection.driver_connection.execute(  # type: ignore[union-attr]
+                "PRAGMA wal_checkpoint(TRUNCATE)"
+            )
+            timings["checkpoint"] = time.perf_counter() - t4
+        res = ImportResult(imp, files, result, log.errors, log.warnings, list(log.first),
+                           options.report_path, timings)
+        if options.report_path is not None:
+            log.write_report(
+                options.report_path, f"Directory import report — {now.isoformat()}",
+                res.summary_lines(), [str(d) for d in result.disagreements],
+            )
+        if progress:
+            progress(Progress("done"))
+        return res
+    finally:
+        log.close()
+        if conn is not None:
+            # The connection carries tuned pragmas, attachments and temporary tables.
+            conn.invalidate()
+            conn.close()
+        staging.cleanup(workdir)
+
+
+def _file_reports(all_sources: list[Source], staged: staging.Staged) -> list[FileReport]:
+    reports = [FileReport(s.label, FileKind.PERSON) for s in all_sources]
+    for job, res in zip(staged.jobs, staged.results, strict=True):
+        rep = reports[job.source_index]
+        rep.kind = job.header.kind
+        rep.lines += res.lines
+        rep.rejected += res.rejected
+        if not rep.encoding or res.encoding == "latin-1":
+            rep.encoding = res.encoding
+    return reports
+
+
+def _write_refused(
+    log: IssueLog, options: ImportOptions, exc: ImportRefused, files: list[FileReport]
+) -> None:
+    if options.report_path is None:
+        return
+    log.write_report(
+        options.report_path, "Directory import report — REFUSED: nothing was imported",
+        [f"Refused: {exc.issue}", *(f"  {f.label}: {f.lines} lines read" for f in files)], [],
+    )
+
+
+def _journal(journal: Journal, conn: Connection, imp: int, actor: str) -> None:
+    from audit.events import Action, AuditEvent
+
+    journal.append(conn, [AuditEvent(
+        action=Action.DIRECTORY_IMPORTED, actor=actor, protocol="cli",
+        object_ids=(("directory_import", str(imp)),),
+    )])
+
+
+__all__ = ["ImportOptions", "ImportRefused", "ImportResult", "Progress", "SourceError",
+           "import_files"]

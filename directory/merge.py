@@ -1,0 +1,404 @@
+"""Merging the staged extract into the directory: set-based upserts and the delta.
+
+Runs inside the import's single transaction. Rules (issue 6, «Upsert and delta»):
+
+* practitioners are keyed by national identifier, mailboxes by address, activities by
+  (practitioner, hash of the activity's fields);
+* a row whose source record is unchanged is not touched, so re-importing the same file
+  changes nothing;
+* a row absent from the new extract becomes inactive with the date, never deleted (only
+  for the kinds of file present in this import, and only rows that came from an import);
+* manual overrides are never overwritten: rows that carry some are finished in Python
+  (:func:`apply_overrides`), and every field where the import disagrees is reported.
+
+Every statement is plain SQL that SQLite (≥ 3.35) and PostgreSQL both run; the few dialect
+differences (de-duplication, string aggregation) are chosen here.
+"""
+
+# ruff: noqa: S608 - SQL is assembled from constant table names and dialect fragments;
+# every value is a bound parameter.
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, DateTime, bindparam, text
+from sqlalchemy.sql.elements import TextClause
+
+from directory import records, search_index, staging
+from directory.tables import SOURCE_IMPORT
+
+_TS = DateTime(timezone=True)
+
+
+@dataclass
+class Counts:
+    added: int = 0
+    changed: int = 0
+    deactivated: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"added": self.added, "changed": self.changed, "deactivated": self.deactivated}
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    """An import said something else than a manual override (the override is kept)."""
+
+    kind: str  # "practitioner" / "mailbox"
+    key: str  # national id / address
+    field: str
+    imported: str
+    kept: str
+    by: str
+    at: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.kind} {self.key}: field «{self.field}»: the import says «{self.imported}», "
+            f"the manual value «{self.kept}» is kept (set by {self.by} on {self.at})"
+        )
+
+
+@dataclass
+class MergeResult:
+    practitioners: Counts = field(default_factory=Counts)
+    activities: Counts = field(default_factory=Counts)
+    mailboxes: Counts = field(default_factory=Counts)
+    disagreements: list[Disagreement] = field(default_factory=list)
+    index: str = "none"
+    documents: int = 0
+
+
+def _sql(sql: str) -> TextClause:
+    return text(sql).bindparams(bindparam("now", type_=_TS))
+
+
+def _exists(conn: Connection, sql: str, params: dict[str, Any] | None = None) -> bool:
+    return conn.execute(text(f"SELECT EXISTS ({sql})"), params or {}).scalar() in (1, True)
+
+
+def merge_practitioners(conn: Connection, imp: int, now: datetime, result: MergeResult) -> None:
+    """Upsert practitioners and their activities from the person staging table; delta."""
+    params = {"imp": imp, "now": now}
+    had_rows = _exists(conn, "SELECT 1 FROM practitioner")
+    stage = staging.PERSON
+    # A practitioner listed in two separate runs of lines is staged twice: the first
+    # occurrence wins (PostgreSQL must not update a row twice in one statement; SQLite skips
+    # rows this import already wrote, see the WHERE clause below).
+    source = f"SELECT * FROM {stage} WHERE person_raw IS NOT NULL"
+    if conn.dialect.name == "postgresql":
+        source = (f"SELECT DISTINCT ON (pid) * FROM {stage} WHERE person_raw IS NOT NULL "
+                  "ORDER BY pid, seq")
+    upsert = conn.execute(
+        _sql(f"""
+            INSERT INTO practitioner (id, national_id, raw, name_terms, source, listed, active,
+                inactive_since, created_at, updated_at, created_import, changed_import, overrides)
+            SELECT s.pid, s.national_id, s.person_raw, s.name_terms, '{SOURCE_IMPORT}', true,
+                true, NULL, :now, :now, :imp, :imp, NULL
+            FROM ({source}) s WHERE true
+            ON CONFLICT (id) DO UPDATE SET
+                raw = excluded.raw,
+                name_terms = CASE WHEN practitioner.overrides IS NULL
+                             THEN excluded.name_terms ELSE practitioner.name_terms END,
+                source = excluded.source,
+                listed = true,
+                active = CASE WHEN practitioner.overrides IS NULL
+                         THEN true ELSE practitioner.active END,
+                inactive_since = CASE WHEN practitioner.overrides IS NULL
+                                 THEN NULL ELSE practitioner.inactive_since END,
+                updated_at = excluded.updated_at,
+                changed_import = excluded.changed_import
+            WHERE practitioner.changed_import <> excluded.changed_import AND (
+                  practitioner.raw <> excluded.raw
+               OR practitioner.source <> excluded.source
+               OR practitioner.listed = false)
+        """),
+        params,
+    )
+    touched = max(upsert.rowcount, 0)
+    counts = result.practitioners
+    if had_rows:
+        counts.added = int(conn.execute(
+            text("SELECT count(*) FROM practitioner WHERE created_import = :imp"), params
+        ).scalar_one())
+    else:
+        counts.added = touched
+    counts.changed = touched - counts.added
+
+    # activities: reactivate the ones seen again, add the new ones, retire the missing ones
+    acts = result.activities
+    if had_rows and _exists(conn, "SELECT 1 FROM practitioner_activity WHERE active = false"):
+        res = conn.execute(
+            text(f"""
+                UPDATE practitioner_activity SET active = true, inactive_since = NULL,
+                    changed_import = :imp
+                WHERE active = false
+                  AND (practitioner_id, act_key) IN (SELECT pid, act_key FROM {stage})
+            """),
+            params,
+        )
+        acts.changed = max(res.rowcount, 0)
+    res = conn.execute(
+        text(f"""
+            INSERT INTO practitioner_activity (practitioner_id, act_key, raw, terms, source,
+                active, inactive_since, created_import, changed_import)
+            SELECT pid, act_key, act_raw, terms, '{SOURCE_IMPORT}', true, NULL, :imp, :imp
+            FROM {stage} WHERE true
+            ON CONFLICT (practitioner_id, act_key) DO NOTHING
+        """),
+        params,
+    )
+    acts.added = max(res.rowcount, 0)
+    if had_rows:
+        res = conn.execute(
+            _sql(f"""
+                UPDATE practitioner_activity SET active = false, inactive_since = :now,
+                    changed_import = :imp
+                WHERE active = true AND source = '{SOURCE_IMPORT}' AND created_import <> :imp
+                  AND (practitioner_id, act_key) NOT IN (SELECT pid, act_key FROM {stage})
+            """),
+            params,
+        )
+        acts.deactivated = max(res.rowcount, 0)
+        res = conn.execute(
+            _sql(f"""
+                UPDATE practitioner SET listed = false, active = false,
+                    inactive_since = coalesce(inactive_since, :now),
+                    updated_at = :now, changed_import = :imp
+                WHERE listed = true AND source = '{SOURCE_IMPORT}' AND created_import <> :imp
+                  AND id NOT IN (SELECT pid FROM {stage})
+            """),
+            params,
+        )
+        counts.deactivated = max(res.rowcount, 0)
+        # a practitioner whose activities changed has changed
+        res = conn.execute(
+            _sql("""
+                UPDATE practitioner SET changed_import = :imp, updated_at = :now
+                WHERE changed_import <> :imp AND id IN (
+                    SELECT practitioner_id FROM practitioner_activity WHERE changed_import = :imp)
+            """),
+            params,
+        )
+        counts.changed += max(res.rowcount, 0)
+        _practitioner_overrides(conn, imp, now, result)
+
+
+def _practitioner_overrides(
+    conn: Connection, imp: int, now: datetime, result: MergeResult
+) -> None:
+    rows = conn.execute(
+        text("SELECT id, national_id, raw, name_terms, listed, active, overrides "
+             "FROM practitioner WHERE overrides IS NOT NULL")
+    ).all()
+    if not rows:
+        return
+    present = {
+        r[0] for r in conn.execute(
+            text(f"SELECT DISTINCT pid FROM {staging.PERSON} WHERE pid IN :ids").bindparams(
+                bindparam("ids", expanding=True)
+            ),
+            {"ids": [r.id for r in rows]},
+        )
+    }
+    for row in rows:
+        if row.id not in present:
+            continue
+        overrides = records.load_overrides(row.overrides)
+        imported = records.person_fields(row.raw)
+        changed_overrides = False
+        for name, col in records.PRACTITIONER_FIELDS.items():
+            if name not in overrides:
+                continue
+            entry = overrides[name]
+            if imported[col] != str(entry["value"]):
+                result.disagreements.append(Disagreement(
+                    "practitioner", row.national_id, name, imported[col], str(entry["value"]),
+                    str(entry.get("by", "")), str(entry.get("at", "")),
+                ))
+                if entry.get("imported") != imported[col]:
+                    entry["imported"] = imported[col]
+                    changed_overrides = True
+        name_terms = records.person_name_terms(records.person_fields(row.raw, overrides))
+        active = bool(row.listed) and not records.deactivated(overrides)
+        if name_terms != row.name_terms or active != bool(row.active) or changed_overrides:
+            conn.execute(
+                _sql("""
+                    UPDATE practitioner SET name_terms = :terms, active = :active,
+                        inactive_since = CASE WHEN :active THEN NULL
+                                         ELSE coalesce(inactive_since, :now) END,
+                        overrides = :ov, updated_at = :now, changed_import = :imp
+                    WHERE id = :id
+                """),
+                {"terms": name_terms, "active": active, "now": now, "imp": imp,
+                 "ov": records.dump_overrides(overrides), "id": row.id},
+            )
+
+
+def duplicate_mailboxes(conn: Connection) -> list[tuple[int, str, int]]:
+    """(seq, address, seq of the first occurrence) of each repeated address, in file order."""
+    stage = staging.MAILBOX
+    repeated = bool(conn.execute(
+        text(f"SELECT (SELECT count(*) FROM {stage}) <> "
+             f"(SELECT count(DISTINCT address) FROM {stage})")
+    ).scalar())
+    if not repeated:
+        return []
+    rows = conn.execute(
+        text(f"""
+            SELECT s.seq, s.address, f.first_seq
+            FROM {stage} s JOIN (SELECT address, min(seq) AS first_seq FROM {stage}
+                                 GROUP BY address HAVING count(*) > 1) f
+              ON f.address = s.address
+            WHERE s.seq <> f.first_seq
+            ORDER BY s.seq
+        """)
+    ).all()
+    return [(int(a), str(b), int(c)) for a, b, c in rows]
+
+
+def merge_mailboxes(conn: Connection, imp: int, now: datetime, result: MergeResult) -> None:
+    """Upsert mailboxes from the mailbox staging table; delta."""
+    params = {"imp": imp, "now": now}
+    stage = staging.MAILBOX
+    had_rows = _exists(conn, "SELECT 1 FROM directory_mailbox")
+    if had_rows:
+        # a personal mailbox moving to another practitioner changes the old one's document
+        search_index.mark(conn, practitioners=[
+            r[0] for r in conn.execute(text(f"""
+                SELECT m.practitioner_id FROM directory_mailbox m JOIN {stage} s
+                    ON s.address = m.address
+                WHERE m.practitioner_id IS NOT NULL AND m.overrides IS NULL
+                  AND (s.pid IS NULL OR s.pid <> m.practitioner_id)
+            """))
+        ])
+
+    def keep(col: str, new: str | None = None) -> str:
+        return (f"CASE WHEN directory_mailbox.overrides IS NULL THEN {new or 'excluded.' + col} "
+                f"ELSE directory_mailbox.{col} END")
+
+    upsert = conn.execute(
+        _sql(f"""
+            INSERT INTO directory_mailbox (address, mailbox_type, national_id, practitioner_id,
+                raw, name_terms, terms, red_list, source, listed, active, inactive_since,
+                created_at, updated_at, created_import, changed_import, overrides)
+            SELECT address, mailbox_type, national_id, pid, raw, name_terms, terms, false,
+                '{SOURCE_IMPORT}', true, true, NULL, :now, :now, :imp, :imp, NULL
+            FROM {stage} WHERE true
+            ON CONFLICT (address) DO UPDATE SET
+                raw = excluded.raw,
+                mailbox_type = {keep('mailbox_type')},
+                national_id = {keep('national_id')},
+                practitioner_id = {keep('practitioner_id')},
+                name_terms = {keep('name_terms')},
+                terms = {keep('terms')},
+                source = excluded.source,
+                listed = true,
+                active = {keep('active', 'true')},
+                inactive_since = {keep('inactive_since', 'NULL')},
+                updated_at = excluded.updated_at,
+                changed_import = excluded.changed_import
+            WHERE directory_mailbox.raw <> excluded.raw
+               OR directory_mailbox.source <> excluded.source
+               OR directory_mailbox.listed = false
+        """),
+        params,
+    )
+    touched = max(upsert.rowcount, 0)
+    counts = result.mailboxes
+    if had_rows:
+        counts.added = int(conn.execute(
+            text("SELECT count(*) FROM directory_mailbox WHERE created_import = :imp"), params
+        ).scalar_one())
+        res = conn.execute(
+            _sql(f"""
+                UPDATE directory_mailbox SET listed = false, active = false,
+                    inactive_since = coalesce(inactive_since, :now),
+                    updated_at = :now, changed_import = :imp
+                WHERE listed = true AND source = '{SOURCE_IMPORT}' AND created_import <> :imp
+                  AND address NOT IN (SELECT address FROM {stage})
+            """),
+            params,
+        )
+        counts.deactivated = max(res.rowcount, 0)
+        _mailbox_overrides(conn, imp, now, result)
+    else:
+        counts.added = touched
+    counts.changed = touched - counts.added
+
+
+def _mailbox_overrides(conn: Connection, imp: int, now: datetime, result: MergeResult) -> None:
+    rows = conn.execute(
+        text("SELECT m.id, m.address, m.raw, m.mailbox_type, m.national_id, m.name_terms, "
+             "m.terms, m.listed, m.active, m.overrides FROM directory_mailbox m "
+             f"JOIN {staging.MAILBOX} s ON s.address = m.address WHERE m.overrides IS NOT NULL")
+    ).all()
+    for row in rows:
+        overrides = records.load_overrides(row.overrides)
+        imported = records.mailbox_fields(row.raw)
+        changed_overrides = False
+        for name, col in records.MAILBOX_FIELDS.items():
+            if name not in overrides:
+                continue
+            entry = overrides[name]
+            if imported[col].strip() != str(entry["value"]):
+                result.disagreements.append(Disagreement(
+                    "mailbox", row.address, name, imported[col], str(entry["value"]),
+                    str(entry.get("by", "")), str(entry.get("at", "")),
+                ))
+                if entry.get("imported") != imported[col]:
+                    entry["imported"] = imported[col]
+                    changed_overrides = True
+        eff = records.mailbox_fields(row.raw, overrides)
+        mtype, name_terms, national, terms, _ = records.mailbox_derived(eff, row.address)
+        active = bool(row.listed) and not records.deactivated(overrides)
+        if (mtype, name_terms, national, terms, active) != (
+            row.mailbox_type, row.name_terms, row.national_id, row.terms, bool(row.active)
+        ) or changed_overrides:
+            update_mailbox_derived(
+                conn, row.id, mtype, national, name_terms, terms, active, overrides, now,
+                imp=imp,
+            )
+
+
+def update_mailbox_derived(
+    conn: Connection, mailbox_id: int, mtype: str, national: str | None, name_terms: str,
+    terms: str, active: bool, overrides: records.Overrides, now: datetime, *,
+    imp: int | None = None,
+) -> None:
+    """Store a mailbox's effective state (after overrides changed or an import)."""
+    pid = int(national) if national else None
+    conn.execute(
+        _sql(f"""
+            UPDATE directory_mailbox SET mailbox_type = :mtype, national_id = :nat,
+                practitioner_id = :pid, name_terms = :nterms, terms = :terms, active = :active,
+                inactive_since = CASE WHEN :active THEN NULL
+                                 ELSE coalesce(inactive_since, :now) END,
+                red_list = :red, overrides = :ov, updated_at = :now
+                {', changed_import = :imp' if imp is not None else ''}
+            WHERE id = :id
+        """),
+        {"mtype": mtype, "nat": national, "pid": pid, "nterms": name_terms, "terms": terms,
+         "active": active, "now": now, "imp": imp, "id": mailbox_id,
+         "red": bool(overrides.get("red_list", {}).get("value", False)),
+         "ov": records.dump_overrides(overrides)},
+    )
+
+
+def summary(result: MergeResult) -> dict[str, Any]:
+    return {
+        "practitioners": result.practitioners.as_dict(),
+        "activities": result.activities.as_dict(),
+        "mailboxes": result.mailboxes.as_dict(),
+        "disagreements": len(result.disagreements),
+        "index": result.index,
+        "documents": result.documents,
+    }
+
+
+def summary_json(result: MergeResult, extra: dict[str, Any]) -> str:
+    return json.dumps({**summary(result), **extra}, ensure_ascii=False, sort_keys=True)

@@ -1,0 +1,153 @@
+"""Reading extract files: plain ``.txt`` or inside the published ``.zip``, any encoding.
+
+Lines are streamed (constant memory whatever the file size), from any byte range so that
+several processes can share a file. The encoding is detected, not assumed (DOMAIN.md §4):
+a UTF-8 byte-order mark means UTF-8; otherwise a line that is not valid UTF-8 *before any
+valid non-ASCII UTF-8 was seen* switches the range to Latin-1 (old extracts), while a bad
+line *after* valid UTF-8 is reported as an error on that line.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from directory.issues import Issue
+
+UTF8 = "utf-8"
+PROGRESS_EVERY = 16384
+LATIN1 = "latin-1"
+BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True)
+class Source:
+    """One extract: a file, or one member of a zip archive."""
+
+    #: How problems name it: ``path`` or ``archive.zip!member.txt``.
+    label: str
+    path: Path
+    member: str | None
+    #: Uncompressed size in bytes (for progress).
+    size: int
+
+    def open(self) -> BinaryIO:
+        if self.member is None:
+            return self.path.open("rb")
+        archive = zipfile.ZipFile(self.path)
+        try:
+            stream = archive.open(self.member)
+        except BaseException:
+            archive.close()
+            raise
+        return _ZipMember(archive, stream)  # type: ignore[arg-type,return-value]
+
+
+class _ZipMember:
+    """A member stream that also closes its archive."""
+
+    def __init__(self, archive: zipfile.ZipFile, stream: BinaryIO) -> None:
+        self._archive, self._stream = archive, stream
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._stream)
+
+    def readline(self, size: int = -1) -> bytes:
+        return self._stream.readline(size)
+
+    def read(self, size: int = -1) -> bytes:
+        return self._stream.read(size)
+
+    def tell(self) -> int:
+        return self._stream.tell()
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        finally:
+            self._archive.close()
+
+    def __enter__(self) -> _ZipMember:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SourceError(Exception):
+    """A file that cannot be read at all (missing, not a zip, no extract inside)."""
+
+
+def sources(path: Path) -> list[Source]:
+    """The extracts in ``path``: the file itself, or each ``.txt`` member of a zip."""
+    if not path.is_file():
+        raise SourceError(f"{path}: no such file")
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                members = [
+                    i for i in archive.infolist()
+                    if not i.is_dir() and i.filename.lower().endswith((".txt", ".csv"))
+                ]
+        except zipfile.BadZipFile as exc:
+            raise SourceError(f"{path}: unreadable zip archive ({exc})") from None
+        if not members:
+            raise SourceError(f"{path}: the archive holds no .txt extract")
+        return [Source(f"{path}!{m.filename}", path, m.filename, m.file_size) for m in members]
+    return [Source(str(path), path, None, path.stat().st_size)]
+
+
+class RangeReader:
+    """Decoded lines of a byte range of a source, numbered from 1, end-of-line removed.
+
+    Undecodable lines are passed to ``on_issue`` and skipped. ``progress(bytes)`` is called
+    every :data:`PROGRESS_EVERY` lines. After iteration, ``physical_lines`` counts every line
+    consumed (empty and undecodable ones included) and ``encoding`` names the decoding used.
+    """
+
+    def __init__(
+        self, source: Source, start: int, end: int | None, *, bom: bool, skip_header: bool,
+        on_issue: Callable[[Issue], None], progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.source, self.start, self.end = source, start, end
+        self.skip_header = skip_header
+        self.on_issue, self.progress = on_issue, progress
+        self.codec = UTF8
+        self.encoding = "utf-8 (BOM)" if bom else UTF8
+        self.seen_utf8 = bom
+        self.physical_lines = 0
+
+    def lines(self) -> Iterator[tuple[int, str]]:
+        with self.source.open() as stream:
+            if self.skip_header:
+                stream.readline()
+            elif self.start:
+                stream.seek(self.start)
+            end, pos, n = self.end, self.start, 0
+            for raw in stream:
+                if end is not None and pos >= end:
+                    break
+                pos += len(raw)
+                n += 1
+                if n % PROGRESS_EVERY == 0 and self.progress is not None:
+                    self.progress(pos - self.start)
+                try:
+                    text = raw.decode(self.codec)
+                except UnicodeDecodeError as exc:
+                    if self.seen_utf8:
+                        bad = raw[exc.start : exc.start + 1].hex()
+                        self.on_issue(Issue(self.source.label, n, "-", "not valid UTF-8",
+                                            f"byte 0x{bad}"))
+                        continue
+                    self.codec = self.encoding = LATIN1
+                    text = raw.decode(LATIN1)
+                else:
+                    if not self.seen_utf8 and not raw.isascii():
+                        self.seen_utf8 = True
+                yield n, text.rstrip("\r\n")
+            self.physical_lines = n
+            if self.progress is not None:
+                self.progress(pos - self.start)

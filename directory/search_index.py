@@ -1,0 +1,240 @@
+"""The search documents and their full-text index (SQLite FTS5 / PostgreSQL tsvector).
+
+One document per search result: each active practitioner (its names, identifiers, the
+terms of its active activities and of its published personal mailboxes), and each active
+published mailbox that is not a personal mailbox of a known practitioner (organisational,
+applicative and practice mailboxes, or a PER mailbox whose practitioner is not in the
+directory). Red-listed mailboxes are in no document, so search never shows them.
+
+A document's ``pos`` is its alphabetical rank times :data:`GAP`. The FTS5 table uses it as its
+rowid and PostgreSQL orders by it, so the first page of a query comes out of the index in
+order, without sorting every match. A full rebuild renumbers everything; afterwards, changed
+documents are re-inserted between their alphabetical neighbours (half-way in the gap). When
+a gap is exhausted the index is renumbered.
+
+Both backends use the same positions, computed by the same statements, so results and their
+order are identical.
+"""
+
+# ruff: noqa: S608 - SQL is assembled from constant table names and dialect fragments;
+# every value is a bound parameter.
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from sqlalchemy import Connection, text
+
+from directory.tables import DOC_MAILBOX, DOC_PRACTITIONER, FTS_TABLE
+
+#: Distance between consecutive positions after a rebuild (room for 16 halvings).
+GAP = 1 << 16
+#: Separates the name terms from the unique tie-breaker in a sort key (sorts before " ").
+SORT_SEPARATOR = "\x01"
+#: Rebuild everything rather than patch when this share of documents changed.
+FULL_REBUILD_SHARE = 0.2
+
+AFFECTED = "directory_doc_affected"
+
+
+class _Renumber(Exception):
+    """No free position between two neighbours: renumber the whole index."""
+
+
+def _agg(conn: Connection, expr: str) -> str:
+    if conn.dialect.name == "postgresql":
+        return f"string_agg({expr}, ' ')"
+    return f"group_concat({expr}, ' ')"
+
+
+def _practitioner_docs(conn: Connection, where: str) -> str:
+    """SELECT (kind, ref_id, sort_key, terms) of practitioner documents."""
+    return f"""
+        SELECT '{DOC_PRACTITIONER}' AS kind, p.id AS ref_id,
+               p.name_terms || :sep || p.national_id AS sort_key,
+               ltrim(p.name_terms || ' 5n' || p.national_id || ' 5n' || substr(p.national_id, 2)
+                 || coalesce(' ' || (SELECT {_agg(conn, 'a.terms')} FROM practitioner_activity a
+                                     WHERE a.practitioner_id = p.id AND a.active = true), '')
+                 || coalesce(' ' || (SELECT {_agg(conn, 'm.terms')} FROM directory_mailbox m
+                                     WHERE m.practitioner_id = p.id AND m.mailbox_type = 'PER'
+                                       AND m.active = true AND m.red_list = false), '')
+               ) AS terms
+        FROM practitioner p
+        WHERE p.active = true {where}
+    """
+
+
+def _mailbox_docs(where: str) -> str:
+    return f"""
+        SELECT '{DOC_MAILBOX}' AS kind, m.id AS ref_id,
+               m.name_terms || :sep || m.address AS sort_key,
+               ltrim(m.name_terms || ' ' || m.terms) AS terms
+        FROM directory_mailbox m
+        WHERE m.active = true AND m.red_list = false
+          AND NOT (m.mailbox_type = 'PER' AND m.practitioner_id IS NOT NULL
+                   AND EXISTS (SELECT 1 FROM practitioner p2 WHERE p2.id = m.practitioner_id))
+          {where}
+    """
+
+
+def _is_sqlite(conn: Connection) -> bool:
+    return conn.dialect.name == "sqlite"
+
+
+def rebuild(conn: Connection) -> int:
+    """Renumber and re-index every document; return how many there are."""
+    sqlite = _is_sqlite(conn)
+    if sqlite:
+        conn.exec_driver_sql(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES ('delete-all')")
+        # rows arrive in sort-key order: that index grows at its end, but this one would
+        # be filled in random order; building it afterwards is cheaper (DDL is transactional
+        # on SQLite; on PostgreSQL dropping it would block concurrent searches)
+        conn.exec_driver_sql("DROP INDEX uq_directory_doc_ref")
+    conn.execute(text("DELETE FROM directory_doc"))
+    conn.execute(
+        text(f"""
+            INSERT INTO directory_doc (pos, kind, ref_id, sort_key, terms)
+            SELECT row_number() OVER (ORDER BY d.sort_key) * :gap,
+                   d.kind, d.ref_id, d.sort_key, d.terms
+            FROM ({_practitioner_docs(conn, '')} UNION ALL {_mailbox_docs('')}) d
+        """),
+        {"sep": SORT_SEPARATOR, "gap": GAP},
+    )
+    if sqlite:
+        conn.exec_driver_sql(
+            "CREATE UNIQUE INDEX uq_directory_doc_ref ON directory_doc (kind, ref_id)"
+        )
+        conn.exec_driver_sql(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES ('rebuild')")
+    return int(conn.execute(text("SELECT count(*) FROM directory_doc")).scalar_one())
+
+
+def _create_affected(conn: Connection) -> None:
+    if _is_sqlite(conn):
+        conn.exec_driver_sql(
+            f"CREATE TEMP TABLE IF NOT EXISTS {AFFECTED} "
+            "(kind TEXT NOT NULL, ref_id INTEGER NOT NULL, PRIMARY KEY (kind, ref_id))"
+        )
+    else:
+        conn.exec_driver_sql(
+            f"CREATE TEMP TABLE IF NOT EXISTS {AFFECTED} "
+            "(kind TEXT NOT NULL, ref_id BIGINT NOT NULL, PRIMARY KEY (kind, ref_id))"
+        )
+    conn.exec_driver_sql(f"DELETE FROM {AFFECTED}")
+
+
+def _insert_ignore(conn: Connection, select_sql: str, params: Mapping[str, object]) -> None:
+    conn.execute(
+        text(f"INSERT INTO {AFFECTED} (kind, ref_id) {select_sql} ON CONFLICT DO NOTHING"),
+        params,
+    )
+
+
+def begin_marking(conn: Connection) -> None:
+    """Start collecting the documents to refresh (a temporary table of this connection)."""
+    _create_affected(conn)
+
+
+def mark_import(conn: Connection, imp: int) -> int:
+    """Collect the documents an import may have changed; return how many marked in all."""
+    p, m = DOC_PRACTITIONER, DOC_MAILBOX
+    params = {"imp": imp}
+    _insert_ignore(
+        conn, f"SELECT '{p}', id FROM practitioner WHERE changed_import = :imp", params
+    )
+    _insert_ignore(
+        conn,
+        f"SELECT DISTINCT '{p}', practitioner_id FROM directory_mailbox "
+        "WHERE changed_import = :imp AND practitioner_id IS NOT NULL",
+        params,
+    )
+    _insert_ignore(
+        conn, f"SELECT '{m}', id FROM directory_mailbox WHERE changed_import = :imp", params
+    )
+    _insert_ignore(
+        conn,
+        f"SELECT '{m}', m.id FROM directory_mailbox m JOIN practitioner p "
+        "ON p.id = m.practitioner_id WHERE p.created_import = :imp",
+        params,
+    )
+    return int(conn.exec_driver_sql(f"SELECT count(*) FROM {AFFECTED}").scalar_one())
+
+
+def mark(
+    conn: Connection, practitioners: Iterable[int] = (), mailboxes: Iterable[int] = ()
+) -> None:
+    """Collect documents to refresh (after :func:`begin_marking`)."""
+    rows = [{"k": DOC_PRACTITIONER, "r": r} for r in set(practitioners)]
+    rows += [{"k": DOC_MAILBOX, "r": r} for r in set(mailboxes)]
+    if rows:
+        conn.execute(
+            text(f"INSERT INTO {AFFECTED} (kind, ref_id) VALUES (:k, :r) ON CONFLICT DO NOTHING"),
+            rows,
+        )
+
+
+def refresh_marked(conn: Connection, *, force_full: bool = False) -> str:
+    """Bring the marked documents up to date; return "full", "incremental" or "none"."""
+    affected = int(conn.exec_driver_sql(f"SELECT count(*) FROM {AFFECTED}").scalar_one())
+    total = int(conn.execute(text("SELECT count(*) FROM directory_doc")).scalar_one())
+    if force_full or (affected and affected >= FULL_REBUILD_SHARE * max(total, 1)):
+        rebuild(conn)
+        return "full"
+    if not affected:
+        return "none"
+    try:
+        _patch(conn)
+    except _Renumber:
+        rebuild(conn)
+        return "full"
+    return "incremental"
+
+
+def _patch(conn: Connection) -> None:
+    sqlite = _is_sqlite(conn)
+    # 1. remove the old documents of everything affected
+    old = conn.execute(
+        text(f"SELECT d.pos, d.terms FROM directory_doc d JOIN {AFFECTED} a "
+             "ON a.kind = d.kind AND a.ref_id = d.ref_id")
+    ).all()
+    if old:
+        if sqlite:
+            conn.exec_driver_sql(
+                f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rowid, terms) VALUES ('delete', ?, ?)",
+                [(pos, terms) for pos, terms in old],
+            )
+        conn.execute(
+            text(f"DELETE FROM directory_doc WHERE EXISTS (SELECT 1 FROM {AFFECTED} a "
+                 "WHERE a.kind = directory_doc.kind AND a.ref_id = directory_doc.ref_id)")
+        )
+    # 2. compute their new documents and slot each between its neighbours
+    p_where = f"AND p.id IN (SELECT ref_id FROM {AFFECTED} WHERE kind = '{DOC_PRACTITIONER}')"
+    m_where = f"AND m.id IN (SELECT ref_id FROM {AFFECTED} WHERE kind = '{DOC_MAILBOX}')"
+    new = conn.execute(
+        text(f"SELECT * FROM ({_practitioner_docs(conn, p_where)} "
+             f"UNION ALL {_mailbox_docs(m_where)}) d ORDER BY d.sort_key"),
+        {"sep": SORT_SEPARATOR},
+    ).all()
+    before = text(
+        "SELECT pos FROM directory_doc WHERE sort_key < :k ORDER BY sort_key DESC LIMIT 1"
+    )
+    after = text("SELECT pos FROM directory_doc WHERE sort_key > :k ORDER BY sort_key LIMIT 1")
+    insert = text(
+        "INSERT INTO directory_doc (pos, kind, ref_id, sort_key, terms) "
+        "VALUES (:pos, :kind, :ref, :k, :terms)"
+    )
+    for kind, ref, key, terms in new:
+        lo: int | None = conn.execute(before, {"k": key}).scalar()
+        hi: int | None = conn.execute(after, {"k": key}).scalar()
+        if lo is None:
+            pos = GAP if hi is None else int(hi) - GAP
+        elif hi is None:
+            pos = int(lo) + GAP
+        else:
+            if int(hi) - int(lo) < 2:
+                raise _Renumber
+            pos = (int(lo) + int(hi)) // 2
+        conn.execute(insert, {"pos": pos, "kind": kind, "ref": ref, "k": key, "terms": terms})
+        if sqlite:
+            conn.exec_driver_sql(
+                f"INSERT INTO {FTS_TABLE}(rowid, terms) VALUES (?, ?)", (pos, terms)
+            )

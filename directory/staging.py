@@ -1,0 +1,288 @@
+"""Staging: read and validate the extracts in parallel, before the merge transaction.
+
+The files are cut into byte ranges (on line — and for practitioner files, practitioner —
+boundaries) and each range is parsed by a job (:mod:`directory.stage_worker`) into a private
+SQLite file, in worker processes when there are several ranges. Nothing here touches the
+directory database, so on SQLite the write lock is only taken by the merge.
+
+The merge then reads two relations, ``directory_stage_person`` and
+``directory_stage_mailbox`` (columns: :data:`stage_worker.PERSON_COLS` /
+:data:`stage_worker.MAILBOX_COLS`):
+
+* on SQLite, temporary views over the staging files, attached to the import connection
+  (no copy at all);
+* on PostgreSQL, temporary tables filled from the staging files with ``COPY``.
+"""
+
+# ruff: noqa: S608 - SQL is assembled from constant table names and dialect fragments;
+# every value is a bound parameter.
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import Connection, text
+
+from directory import stage_worker as sw
+from directory.formats import FileKind, Header, HeaderError, parse_header
+from directory.issues import ImportRefused, Issue, Severity
+from directory.reader import BOM, Source
+
+PERSON = "directory_stage_person"
+MAILBOX = "directory_stage_mailbox"
+#: SQLite attaches at most 10 databases by default: one per job.
+MAX_JOBS = 9
+
+
+@dataclass(frozen=True)
+class StageOptions:
+    lenient: bool
+    strict: bool
+    workdir: Path
+    #: Worker processes (1: parse in the importing process).
+    workers: int = max(1, min(os.cpu_count() or 1, 4))
+    #: Ranges are no smaller than this (bytes); smaller files are one job.
+    min_chunk: int = 32 * 1024 * 1024
+
+
+@dataclass
+class Staged:
+    jobs: list[sw.Job]
+    results: list[sw.JobResult]
+    kinds: set[FileKind] = field(default_factory=set)
+    #: Line number (in its file) of each job's first line.
+    first_line: dict[int, int] = field(default_factory=dict)
+
+    def where(self, seq: int) -> tuple[sw.Job, int]:
+        """The job and the line number in its file of a staged row."""
+        job = self.jobs[seq >> sw.SEQ_SHIFT]
+        return job, self.first_line[job.index] + (seq & ((1 << sw.SEQ_SHIFT) - 1)) - 1
+
+
+def _read_header(source: Source) -> tuple[Header, int, bool]:
+    """The header, its length in bytes, and whether the file starts with a BOM."""
+    with source.open() as stream:
+        first = stream.readline()
+    if not first.strip():
+        raise ImportRefused(Issue(source.label, 1, "-", "empty file: no header line"))
+    bom = first.startswith(BOM)
+    body = first[len(BOM):] if bom else first
+    try:
+        text_ = body.decode("utf-8")
+    except UnicodeDecodeError:
+        text_ = body.decode("latin-1")
+    try:
+        return parse_header(text_), len(first), bom
+    except HeaderError as exc:
+        raise ImportRefused(Issue(source.label, 1, exc.column, str(exc))) from None
+
+
+def _national_id_of(line: bytes) -> bytes:
+    parts = line.split(b"|", 3)
+    return parts[2] if len(parts) > 3 else b""
+
+
+def _boundaries(path: Path, start: int, end: int, n: int, header: Header) -> list[int]:
+    """Cut [start, end) into about ``n`` ranges on line (and practitioner) boundaries."""
+    cuts = [start]
+    nat_pos = header.positions[2] if header.kind is FileKind.PERSON else None
+    with path.open("rb") as f:
+        for k in range(1, n):
+            f.seek(start + (end - start) * k // n)
+            f.readline()  # finish the line the guess fell into
+            pos = f.tell()
+            if nat_pos is not None:
+                line = f.readline()
+                nat = line.split(b"|")[nat_pos] if line else b""
+                pos += len(line)
+                while True:
+                    nxt = f.readline()
+                    if not nxt or nxt.split(b"|")[nat_pos] != nat:
+                        break
+                    pos += len(nxt)
+            if cuts[-1] < pos < end:
+                cuts.append(pos)
+    return cuts
+
+
+def plan(sources: list[Source], options: StageOptions) -> list[sw.Job]:
+    """The jobs for all sources: large plain files cut in ranges, zip members whole."""
+    if len(sources) > MAX_JOBS:
+        raise ImportRefused(Issue(sources[MAX_JOBS].label, 0, "-",
+                                  f"too many files in one import (at most {MAX_JOBS})"))
+    headers = [_read_header(s) for s in sources]
+    total = sum(s.size for s in sources) or 1
+    budget = MAX_JOBS - len(sources)
+    jobs: list[sw.Job] = []
+    for si, (source, (header, header_len, bom)) in enumerate(zip(sources, headers, strict=True)):
+        pieces = 1
+        if source.member is None and options.workers > 1 and source.size > options.min_chunk:
+            target = max(options.min_chunk, total // (2 * options.workers))
+            pieces = min(1 + budget, max(1, source.size // target))
+            budget -= pieces - 1
+        if pieces > 1:
+            cuts = _boundaries(source.path, header_len, source.size, pieces, header)
+        else:
+            cuts = [header_len]
+        for ci, start in enumerate(cuts):
+            end = cuts[ci + 1] if ci + 1 < len(cuts) else None
+            idx = len(jobs)
+            jobs.append(sw.Job(
+                index=idx, source_index=si, source=source, header=header, start=start,
+                end=end, bom=bom, lenient=options.lenient, strict=options.strict,
+                db_path=options.workdir / f"stage-{idx}.db",
+                issues_path=options.workdir / f"stage-{idx}.issues",
+                skip_header=source.member is not None,
+            ))
+    return jobs
+
+
+def run(
+    jobs: list[sw.Job], options: StageOptions,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[sw.JobResult]:
+    """Run the jobs (in worker processes when there are several); report bytes done/total."""
+    total = sum((j.end if j.end is not None else j.source.size) - j.start for j in jobs)
+    if len(jobs) == 1 or options.workers <= 1:
+        results = []
+        counters = [0] * len(jobs)
+        for job in jobs:
+            results.append(sw.run(job, counters))
+            if progress:
+                progress(sum(counters), total)
+            if results[-1].refused:
+                break
+        return results
+    ctx = multiprocessing.get_context("spawn")
+    shared = ctx.Array("q", len(jobs), lock=False)
+    pool = concurrent.futures.ProcessPoolExecutor(
+        max_workers=min(options.workers, len(jobs)), mp_context=ctx,
+        initializer=sw.init_worker, initargs=(shared,),
+    )
+    try:
+        # biggest first: the last job to start should be a short one
+        order = sorted(jobs, key=lambda j: -((j.end or j.source.size) - j.start))
+        futures = {pool.submit(sw.run_in_worker, j): j.index for j in order}
+        pending = set(futures)
+        done_results: dict[int, sw.JobResult] = {}
+        while pending:
+            done, pending = concurrent.futures.wait(pending, timeout=0.25)
+            for fut in done:
+                res = fut.result()
+                done_results[res.index] = res
+                if res.refused:
+                    for other in pending:
+                        other.cancel()
+                    pending = {p for p in pending if not p.cancelled()}
+            if progress:
+                progress(sum(shared), total)
+        return [done_results[j.index] for j in jobs if j.index in done_results]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def collect(jobs: list[sw.Job], results: list[sw.JobResult],
+            on_issue: Callable[[Issue], None]) -> Staged:
+    """Renumber the jobs' problems into file line numbers and pass them on, in file order."""
+    staged = Staged(jobs[: len(results)], results)
+    next_line: dict[int, int] = {}
+    for job, res in zip(staged.jobs, results, strict=True):
+        staged.kinds.add(job.header.kind)
+        first = next_line.get(job.source_index, 2)
+        staged.first_line[job.index] = first
+        next_line[job.source_index] = first + res.physical_lines
+        if job.issues_path.exists():
+            for issue in _read_issues(job, first):
+                on_issue(issue)
+    return staged
+
+
+def _read_issues(job: sw.Job, first_line: int) -> Iterator[Issue]:
+    with job.issues_path.open(encoding="utf-8") as f:
+        for line in f:
+            rel, severity, column, message, value = line.rstrip("\n").split("\t")
+            yield Issue(job.source.label, first_line + int(rel) - 1, sw.unescape(column),
+                        sw.unescape(message), sw.unescape(value), Severity(severity))
+
+
+def expose(conn: Connection, staged: Staged) -> None:
+    """Make the staged rows readable as ``directory_stage_person`` / ``_mailbox``."""
+    person = [j for j in staged.jobs if j.header.kind is FileKind.PERSON]
+    mailbox = [j for j in staged.jobs if j.header.kind is FileKind.MAILBOX]
+    if conn.dialect.name == "sqlite":
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        for job in staged.jobs:
+            raw.execute(f"ATTACH DATABASE ? AS dir_stage_{job.index}", (str(job.db_path),))
+        for name, table, group in ((PERSON, sw.PERSON_TABLE, person),
+                                   (MAILBOX, sw.MAILBOX_TABLE, mailbox)):
+            raw.execute(f"DROP VIEW IF EXISTS temp.{name}")
+            if group:
+                union = " UNION ALL ".join(
+                    f"SELECT * FROM dir_stage_{j.index}.{table}" for j in group
+                )
+                raw.execute(f"CREATE TEMP VIEW {name} AS {union}")
+        return
+    import sqlite3
+
+    with conn.begin():
+        for name, table, cols, group, kind in (
+            (PERSON, sw.PERSON_TABLE, sw.PERSON_COLS, person, FileKind.PERSON),
+            (MAILBOX, sw.MAILBOX_TABLE, sw.MAILBOX_COLS, mailbox, FileKind.MAILBOX),
+        ):
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+            if kind is FileKind.PERSON:
+                conn.exec_driver_sql(
+                    f"CREATE TEMP TABLE {name} (seq BIGINT NOT NULL, pid BIGINT NOT NULL, "
+                    "national_id TEXT, person_raw TEXT, name_terms TEXT, act_key BIGINT NOT NULL,"
+                    " act_raw TEXT NOT NULL, terms TEXT NOT NULL)"
+                )
+            else:
+                conn.exec_driver_sql(
+                    f"CREATE TEMP TABLE {name} (seq BIGINT NOT NULL, address TEXT NOT NULL, "
+                    "mailbox_type TEXT NOT NULL, pid BIGINT, national_id TEXT, raw TEXT NOT NULL,"
+                    " name_terms TEXT NOT NULL, terms TEXT NOT NULL)"
+                )
+            pg = conn.connection.driver_connection
+            assert pg is not None
+            for job in group:
+                src = sqlite3.connect(job.db_path)
+                try:
+                    with pg.cursor() as cur, cur.copy(
+                        f"COPY {name} ({', '.join(cols)}) FROM STDIN"
+                    ) as copy:
+                        for row in src.execute(f"SELECT * FROM {table}"):
+                            copy.write_row(row)
+                finally:
+                    src.close()
+            conn.exec_driver_sql(f"ANALYZE {name}")
+
+
+def delete_rows(conn: Connection, staged: Staged, kind: FileKind, seqs: list[int]) -> None:
+    """Remove staged rows (repeated mailbox addresses) before the merge."""
+    if not seqs:
+        return
+    if conn.dialect.name == "sqlite":
+        table = sw.PERSON_TABLE if kind is FileKind.PERSON else sw.MAILBOX_TABLE
+        by_job: dict[int, list[int]] = {}
+        for s in seqs:
+            by_job.setdefault(s >> sw.SEQ_SHIFT, []).append(s)
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        for idx, group in by_job.items():
+            raw.executemany(f"DELETE FROM dir_stage_{idx}.{table} WHERE seq = ?",
+                            [(s,) for s in group])
+        return
+    name = PERSON if kind is FileKind.PERSON else MAILBOX
+    with conn.begin():
+        conn.execute(text(f"DELETE FROM {name} WHERE seq = :s"), [{"s": s} for s in seqs])
+
+
+def cleanup(workdir: Path) -> None:
+    shutil.rmtree(workdir, ignore_errors=True)

@@ -1,0 +1,333 @@
+"""Commands on the selected mailbox (RFC 3501 §6.4, RFC 9051 §6.4): FETCH, STORE, SEARCH,
+COPY/MOVE (RFC 6851), EXPUNGE/UID EXPUNGE (RFC 4315), CHECK, CLOSE, UNSELECT (RFC 3691);
+CONDSTORE (RFC 7162), ESEARCH (RFC 4731), SEARCHRES (RFC 5182)."""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection
+
+from audit.events import Action, AuditEvent
+from mailstore import folders
+from mailstore.imap import formatter
+from mailstore.imap.commands import Command, Copy, Expunge, Fetch, Search, Store
+from mailstore.imap.errors import CommandNo
+from mailstore.imap.fetch_items import FetchAtt
+from mailstore.imap.fetch_render import flags_value, needs, render_fetch
+from mailstore.imap.search_keys import uses_modseq
+from mailstore.imap.selected import SelectedMailbox
+from mailstore.imap.seqset import compress, ordered_pairs
+from mailstore.imap.session import NO_TAGGED, Result, Session
+from mailstore.imap.state import State
+from mailstore.imap_messages import (
+    Loaded,
+    copy_messages,
+    expunge,
+    load_messages,
+    store_flags,
+)
+from mailstore.imap_search import SearchContext, run_search
+
+_CONTENT_TEXTS = (None, "TEXT")
+#: A patient address: the 15-character INS matricule at the patient domain (DOMAIN.md §2).
+_ADDRESS = re.compile(r"(?<![A-Za-z0-9.+_-])([0-9AB]{15})@([A-Za-z0-9.-]+)", re.IGNORECASE)
+
+
+def _writable(mb: SelectedMailbox) -> None:
+    if mb.readonly:
+        raise CommandNo("The mailbox is read-only (EXAMINE)", b"READ-ONLY")
+
+
+# -- FETCH ------------------------------------------------------------------------------
+
+
+def _reads_content(items: Sequence[FetchAtt]) -> bool:
+    for att in items:
+        if att.name in ("RFC822", "RFC822.TEXT", "BINARY[]"):
+            return True
+        if att.name == "BODY[]" and att.section is not None and (
+            att.section.text in _CONTENT_TEXTS or att.section.part
+        ) and att.section.text not in ("MIME", "HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT"):
+            return True
+    return False
+
+
+def _patient_reads(s: Session, mb: SelectedMailbox, loaded: list[Loaded]) -> list[AuditEvent]:
+    """Reads of a patient's message by a professional (ARCHITECTURE.md §2 flow 6)."""
+    domain = s.ctx.settings.patient_domain.lower()
+    account = s.account
+    if not domain or account is None:
+        return []
+    events = []
+    for item in loaded:
+        if item.meta is None:
+            continue
+        fields = item.meta.get("fields", ())
+        found: set[str] = set()
+        message_id = None
+        for name, value in fields:
+            if name in ("from", "to", "cc", "sender", "reply-to"):
+                for local, host in _ADDRESS.findall(value):
+                    if host.lower() == domain:
+                        found.add(local.upper())
+            elif name == "message-id" and message_id is None:
+                message_id = value.strip()[:200]
+        for ins in sorted(found):
+            if account.ins and account.ins.upper() == ins:
+                continue
+            events.append(AuditEvent(
+                action=Action.PATIENT_DATA_READ, actor=account.address, patient_ins=ins,
+                message_id=message_id, client_ip=s.io.peer_ip, protocol="imap",
+                object_ids=(("mailbox_uid", f"{mb.id}/{item.row.uid}"),),
+            ))
+    return events
+
+
+async def _journal_reads(s: Session, events: list[AuditEvent]) -> None:
+    journal = s.ctx.journal
+    if not events or journal is None:
+        return
+
+    def job(tx: Any) -> None:
+        journal.append(tx.conn, events)
+
+    await s.write(job)
+
+
+async def fetch(s: Session, cmd: Fetch) -> Result:
+    """FETCH / UID FETCH (RFC 3501 §6.4.5, §6.4.8) with CHANGEDSINCE (RFC 7162 §3.1.4)."""
+    mb = s.require_selected()
+    uids = s.target_uids(cmd.seqset, cmd.uid)
+    items = list(cmd.items)
+    names = {a.name for a in items}
+    if cmd.uid and "UID" not in names:
+        items.insert(0, FetchAtt("UID"))  # RFC 3501 §6.4.8
+    if cmd.changedsince is not None:
+        s.condstore = mb.condstore = True
+    if (cmd.changedsince is not None or (s.condstore and "MODSEQ" in names)) and (
+        "MODSEQ" not in names
+    ):
+        items.append(FetchAtt("MODSEQ"))
+    sets_seen = not mb.readonly and any(a.sets_seen for a in items)
+    if sets_seen and "FLAGS" not in names:
+        items.append(FetchAtt("FLAGS"))
+    need = needs(items)
+    want_meta, want_body, structure_only = need.meta, need.body, need.structure_only
+    journal_reads = (
+        s.ctx.journal is not None and bool(s.ctx.settings.patient_domain)
+        and _reads_content(items)
+    )
+    if journal_reads:
+        want_meta, structure_only = True, False
+    cache = s.ctx.cache
+    account_id = s.account_id
+    keystore = s.ctx.keystore
+    if sets_seen and uids:
+        res = await s.write(lambda tx: store_flags(tx.conn, mb.id, uids, "+", ["\\Seen"]))
+        if res.changed:
+            mb.own_modseqs.add(res.changed[0].modseq)
+            s.changed(mb.id)
+    batch = s.ctx.settings.fetch_batch if not want_body else max(
+        1, s.ctx.settings.fetch_batch // 5)
+    recent = frozenset(mb.recent)
+    uid_list = mb.uids  # read in the reader thread: nothing else changes it meanwhile
+    for start in range(0, len(uids), batch):
+        chunk = uids[start : start + batch]
+
+        def job(conn: Connection, chunk: list[int] = chunk) -> tuple[bytes, list[Loaded]]:
+            loaded = load_messages(
+                conn, keystore, account_id, mb.id, chunk, meta=want_meta, body=want_body,
+                changedsince=cmd.changedsince, dates=need.dates,
+                structure_only=structure_only, cache=cache,
+            )
+            out = []
+            for item in loaded:
+                i = bisect_left(uid_list, item.row.uid)
+                if i >= len(uid_list) or uid_list[i] != item.row.uid:
+                    continue
+                out.append(render_fetch(i + 1, items, item, recent=item.row.uid in recent))
+            return b"".join(out), loaded if journal_reads else []
+
+        data, loaded = await s.read(job)
+        if journal_reads and loaded:
+            await _journal_reads(s, _patient_reads(s, mb, loaded))
+        s.io.write(data)
+        await s.io.drain()
+    return None
+
+
+# -- STORE ------------------------------------------------------------------------------
+
+
+async def store(s: Session, cmd: Store) -> Result:
+    """STORE / UID STORE (RFC 3501 §6.4.6) with UNCHANGEDSINCE (RFC 7162 §3.1.3)."""
+    mb = s.require_selected()
+    _writable(mb)
+    uids = s.target_uids(cmd.seqset, cmd.uid)
+    if cmd.unchangedsince is not None:
+        s.condstore = mb.condstore = True
+    flags = [f for f in cmd.flags if f != "\\Recent"]
+    res = await s.write(
+        lambda tx: store_flags(tx.conn, mb.id, uids, cmd.mode, flags, cmd.unchangedsince)
+    )
+    if res.changed:
+        mb.own_modseqs.add(res.changed[0].modseq)
+        s.changed(mb.id)
+    out: list[bytes] = []
+    if mb.learn_keywords(flags):
+        out.append(mb.flags_line())
+    changed = {c.uid for c in res.changed}
+    for uid in uids:
+        state = res.current.get(uid)
+        seq = mb.seq_of(uid)
+        if state is None or seq is None or uid in res.modified:
+            continue
+        parts: list[bytes] = []
+        if cmd.uid:
+            parts.append(b"UID %d" % uid)
+        if not cmd.silent:
+            parts.append(b"FLAGS " + flags_value(state.flags, uid in mb.recent))
+        elif not (mb.condstore and uid in changed):
+            continue
+        if mb.condstore:
+            parts.append(b"MODSEQ (%d)" % state.modseq)
+        out.append(b"* %d FETCH (" % seq + b" ".join(parts) + b")\r\n")
+    s.io.write(b"".join(out))
+    if res.modified:
+        if cmd.uid:
+            numbers = res.modified
+        else:
+            numbers = [n for n in (mb.seq_of(u) for u in res.modified) if n is not None]
+        return "Conditional STORE failed", b"MODIFIED " + compress(numbers)
+    return None
+
+
+# -- SEARCH -----------------------------------------------------------------------------
+
+
+async def search(s: Session, cmd: Search) -> Result:
+    """SEARCH / UID SEARCH (RFC 3501 §6.4.4), ESEARCH (RFC 4731 §3.1), SAVE (RFC 5182)."""
+    mb = s.require_selected()
+    assert cmd.key is not None
+    ctx = SearchContext(uids=list(mb.uids), recent=frozenset(mb.recent), saved=s.saved_search)
+    keystore = s.ctx.keystore
+    account_id = s.account_id
+    result = await s.read(
+        lambda conn: run_search(conn, keystore, account_id, mb.id, cmd.key, ctx)  # type: ignore[arg-type]
+    )
+    modseq = uses_modseq(cmd.key)
+    if modseq:
+        s.condstore = mb.condstore = True
+    numbers = result.uids if cmd.uid else [n for n in (mb.seq_of(u) for u in result.uids) if n]
+    returns = cmd.returns
+    if returns is not None and "SAVE" in returns:
+        s.saved_search = list(result.uids)
+        returns = tuple(r for r in returns if r != "SAVE")
+        if not returns:
+            return None
+    if returns is None and not s.rev2:
+        line = b"SEARCH" + b"".join(b" %d" % n for n in numbers)
+        if modseq and numbers:
+            line += b" (MODSEQ %d)" % result.highest_modseq
+        s.io.write(formatter.untagged(line))
+        return None
+    opts = returns or ("ALL",)
+    line = b'ESEARCH (TAG "' + cmd.tag.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'")'
+    if cmd.uid:
+        line += b" UID"
+    if numbers:
+        if "MIN" in opts:
+            line += b" MIN %d" % numbers[0]
+        if "MAX" in opts:
+            line += b" MAX %d" % numbers[-1]
+        if "ALL" in opts:
+            line += b" ALL " + compress(numbers)
+    if "COUNT" in opts:
+        line += b" COUNT %d" % len(numbers)
+    if modseq and numbers:
+        line += b" MODSEQ %d" % result.highest_modseq
+    s.io.write(formatter.untagged(line))
+    return None
+
+
+# -- COPY / MOVE ------------------------------------------------------------------------
+
+
+async def copy(s: Session, cmd: Copy) -> Result:
+    """COPY (RFC 3501 §6.4.7) and MOVE (RFC 6851 §3) with COPYUID (RFC 4315 §3)."""
+    mb = s.require_selected()
+    move = cmd.name == "MOVE"
+    if move:
+        _writable(mb)
+    uids = s.target_uids(cmd.seqset, cmd.uid)
+    account_id = s.account_id
+
+    def job(tx: Any) -> Any:
+        target = folders.get_mailbox(tx.conn, account_id, cmd.mailbox)
+        if target is None:
+            return None
+        return copy_messages(tx.conn, mb.id, uids, target, move=move), target.id
+
+    found = await s.write(job)
+    if found is None:
+        raise CommandNo(f"Mailbox {cmd.mailbox} does not exist", b"TRYCREATE")
+    result, target_id = found
+    if not result.source_uids:
+        return f"{cmd.name} completed (no messages)", None
+    s.changed(target_id)
+    src, dst = ordered_pairs(result.source_uids, result.target_uids)
+    code = b"COPYUID %d %s %s" % (result.uidvalidity, src, dst)
+    if not move:
+        return "COPY completed", code
+    s.changed(mb.id)
+    s.io.write(formatter.untagged_status(b"OK", "Moved", code))
+    s.io.write(b"".join(b"* %d EXPUNGE\r\n" % n for n in mb.remove(result.source_uids)))
+    return "MOVE completed", None
+
+
+# -- EXPUNGE, CHECK, CLOSE, UNSELECT ----------------------------------------------------
+
+
+async def expunge_command(s: Session, cmd: Expunge) -> Result:
+    """EXPUNGE (RFC 3501 §6.4.3) and UID EXPUNGE (RFC 4315 §2.1)."""
+    mb = s.require_selected()
+    _writable(mb)
+    uids = s.target_uids(cmd.seqset, True) if cmd.seqset is not None else None
+    gone = await s.write(lambda tx: expunge(tx.conn, mb.id, uids))
+    if gone:
+        s.changed(mb.id)
+        s.io.write(b"".join(b"* %d EXPUNGE\r\n" % n for n in mb.remove(gone)))
+    return None
+
+
+async def check(s: Session, cmd: Command) -> Result:
+    """RFC 3501 §6.4.1 (everything is already durable: like NOOP)."""
+    await s.sync(allow_expunge=True, force=True)
+    return None
+
+
+async def close(s: Session, cmd: Command) -> Result:
+    """CLOSE (RFC 3501 §6.4.2): expunge silently if read-write, then deselect."""
+    mb = s.require_selected()
+    if not mb.readonly:
+        gone = await s.write(lambda tx: expunge(tx.conn, mb.id))
+        if gone:
+            s.changed(mb.id)
+    s.deselect()
+    s.state = State.AUTHENTICATED
+    s.io.write(formatter.tagged(cmd.tag, b"OK", "CLOSE completed"))
+    return NO_TAGGED
+
+
+async def unselect(s: Session, cmd: Command) -> Result:
+    """UNSELECT (RFC 3691 §2): deselect without expunging."""
+    s.require_selected()
+    s.deselect()
+    s.state = State.AUTHENTICATED
+    s.io.write(formatter.tagged(cmd.tag, b"OK", "UNSELECT completed"))
+    return NO_TAGGED
+

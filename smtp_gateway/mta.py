@@ -1,0 +1,294 @@
+"""The MTA listener: mail from the other operators of the trust space (ARCHITECTURE.md §2
+flow 2; port 25, demo port base+25).
+
+aiosmtpd with the submission service's protocol class (:class:`CaduceeSMTP`), configured
+for server-to-server mail:
+
+* STARTTLS required before MAIL (RFC 3207 §4: ``530 5.7.0``); no AUTH (``502``): operators
+  are identified by their **client certificate** (mutual TLS, DOMAIN.md §1), requested at
+  the handshake, verified against the trust anchors and, by default, required.
+* ``MAIL FROM``: the sender's domain must be trusted, never one of ours, and the names of
+  the peer's certificate must be in the trust space
+  (:func:`policy.recipients.check_inbound_origin`).
+* ``RCPT TO``: local recipients only (``550 5.1.1`` unknown, ``554 5.7.1`` relay denied).
+  A patient receives only from a sender the directory lists as a referenced professional
+  (DOMAIN.md §5), and that message opens the conversation as one from submission does.
+* ``DATA``: the shared checks (:func:`smtp_gateway.smtp_edge.check_data`), then every DKIM
+  signature is verified (:mod:`smtp_gateway.dkim_verify`); without a passing signature of
+  the sender's domain the message is refused ``550 5.7.20`` (RFC 7372 §3.1; configurable);
+  attachments are checked by content; an ``Authentication-Results`` field (RFC 8601) and a
+  ``Received`` field are prepended; then the one durable path, ``250`` after the commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from email.utils import getaddresses
+from typing import Any
+
+from aiosmtpd.smtp import Envelope, Session
+from sqlalchemy import Connection
+
+from directory import lookup as directory_lookup
+from policy import attachments as attachment_rules
+from policy import recipients as recipient_rules
+from policy.decision import Reason
+from policy.directory_facts import DirectoryEntry
+from policy.patients import grants_permission
+from smtp_gateway import replies
+from smtp_gateway.delivery import DeliveryAgent, Incoming, LocalRecipient
+from smtp_gateway.dkim_verify import DkimVerifier, strip_forged
+from smtp_gateway.policy_gate import PolicyGate
+from smtp_gateway.recipients import RecipientResolver
+from smtp_gateway.smtp_edge import (
+    certificate_names,
+    check_data,
+    client_ip,
+    exception_reply,
+    peer_certificate,
+    ssl_info,
+)
+from smtp_gateway.smtp_server import SmtpService, start_smtp_service
+from smtp_gateway.trace import header_values, received_header
+
+log = logging.getLogger(__name__)
+
+ACTOR = "service:mta"
+
+
+@dataclass
+class MtaSettings:
+    hostname: str
+    local_domains: frozenset[str]
+    max_message_size: int = 20 * 1024 * 1024
+    max_recipients: int = 100
+    #: The peer must present a verified certificate naming a trusted domain.
+    require_peer_identity: bool = True
+    #: Refuse a message without a passing DKIM signature of the sender's domain.
+    require_dkim: bool = True
+
+
+@dataclass
+class InboundState:
+    """Per-transaction state beside aiosmtpd's Envelope."""
+
+    local: list[LocalRecipient] = field(default_factory=list)
+    #: The directory's entry for the envelope sender (another operator's professional).
+    sender: DirectoryEntry | None = None
+
+
+class MtaHandler:
+    """aiosmtpd handler for the MTA service."""
+
+    def __init__(
+        self,
+        *,
+        settings: MtaSettings,
+        resolver: RecipientResolver,
+        delivery: DeliveryAgent,
+        gate: PolicyGate,
+        verifier: DkimVerifier,
+        on_refusal: Callable[[str, str | None, Reason, str], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.resolver = resolver
+        self.delivery = delivery
+        self.gate = gate
+        self.verifier = verifier
+        self.on_refusal = on_refusal
+
+    @staticmethod
+    def state(envelope: Envelope) -> InboundState:
+        st = getattr(envelope, "caducee_inbound", None)
+        if st is None:
+            st = InboundState()
+            envelope.caducee_inbound = st  # type: ignore[attr-defined]
+        return st
+
+    def _refuse(self, session: Session, actor: str, reason: Reason, detail: str = "") -> str:
+        if self.on_refusal is not None:
+            self.on_refusal(actor or ACTOR, client_ip(session), reason, detail)
+        log.info("inbound refused: %s %s", reason, detail, extra={"client_ip": client_ip(session)})
+        shown = detail if reason in (Reason.ATTACHMENT_TYPE_REFUSED,
+                                     Reason.MESSAGE_TOO_LARGE) else ""
+        return replies.for_reason(reason, shown)
+
+    # -- EHLO ------------------------------------------------------------------------------
+
+    async def handle_EHLO(
+        self, server: Any, session: Session, envelope: Envelope, hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        """RFC 5321 §4.1.1.1: our extensions; no AUTH between operators."""
+        session.host_name = hostname
+        out = []
+        for line in responses:
+            if line.startswith("250-AUTH"):
+                continue
+            if line == "250 HELP":
+                out += ["250-ENHANCEDSTATUSCODES", "250-PIPELINING", "250 HELP"]
+                continue
+            out.append(line)
+        return out
+
+    # -- MAIL, RCPT ------------------------------------------------------------------------
+
+    async def handle_MAIL(
+        self, server: Any, session: Session, envelope: Envelope, address: str,
+        mail_options: list[str],
+    ) -> str:
+        names = certificate_names(peer_certificate(server, session))
+        decision = recipient_rules.check_inbound_origin(
+            address, space=self.gate.space, peer_names=names,
+            require_peer_identity=self.settings.require_peer_identity,
+        )
+        if not decision:
+            return self._refuse(session, address, decision.reason, decision.detail)
+        state = self.state(envelope)
+        state.local.clear()
+        state.sender = None
+        if address:
+            def load(conn: Connection) -> DirectoryEntry | None:
+                entry = directory_lookup.mailbox(conn, address)
+                return entry.fact() if entry is not None else None
+
+            state.sender = await self.gate.db.read(load)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return replies.R250_SENDER_OK.line()
+
+    async def handle_RCPT(
+        self, server: Any, session: Session, envelope: Envelope, address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        state = self.state(envelope)
+        if len(envelope.rcpt_tos) >= self.settings.max_recipients:
+            return replies.R452_TOO_MANY_RECIPIENTS.line()
+        domain = address.rpartition("@")[2].lower()
+        local: LocalRecipient | None = None
+        if domain in self.settings.local_domains:
+            local = await self.resolver.resolve(address)
+        mailbox = (
+            recipient_rules.LocalMailbox(local.address, is_patient=local.kind == "patient")
+            if local is not None else None
+        )
+        decision = recipient_rules.check_recipient(
+            address, channel=recipient_rules.Channel.INBOUND, space=self.gate.space,
+            local=mailbox,
+        )
+        sender = envelope.mail_from or ""
+        if not decision:
+            return self._refuse(session, sender, decision.reason, decision.detail)
+        if local is None:  # INBOUND allows local recipients only; defensive
+            return self._refuse(session, sender, Reason.UNKNOWN_RECIPIENT, address)
+        if local.kind == "patient" and not grants_permission(state.sender,
+                                                            sender_is_patient=False):
+            # DOMAIN.md §5: only a professional writes first to a patient.
+            return self._refuse(session, sender, Reason.SENDER_NOT_REFERENCED, address)
+        if any(r.account_id == local.account_id for r in state.local):
+            return replies.R250_RECIPIENT_OK.line()
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        state.local.append(local)
+        return replies.R250_RECIPIENT_OK.line()
+
+    async def handle_RSET(self, server: Any, session: Session, envelope: Envelope) -> str:
+        return replies.R250_OK.line()
+
+    async def handle_NOOP(self, server: Any, session: Session, envelope: Envelope, arg: str) -> str:
+        return replies.R250_OK.line()
+
+    async def handle_VRFY(
+        self, server: Any, session: Session, envelope: Envelope, address: str
+    ) -> str:
+        return "252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery"
+
+    # -- DATA ------------------------------------------------------------------------------
+
+    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
+        raw = check_data(envelope, self.settings.max_message_size)
+        if isinstance(raw, str):
+            return raw
+        state = self.state(envelope)
+        sender = envelope.mail_from or ""
+        loop = asyncio.get_running_loop()
+        verification = await loop.run_in_executor(None, self.verifier.verify, raw)
+        domains = _sender_domains(sender, raw)
+        if self.settings.require_dkim and not verification.passes_for(domains):
+            return self._refuse(session, sender, Reason.DKIM_FAILED,
+                                ",".join(sorted(verification.passing_domains())) or "none")
+        patients = frozenset(r.ins for r in state.local if r.kind == "patient" and r.ins)
+        data = raw
+        report = await loop.run_in_executor(
+            None,
+            lambda: attachment_rules.check_message(
+                data, limits=self.gate.limits, patient_recipients=patients or None
+            ),
+        )
+        if not report.decision:
+            return self._refuse(session, sender, report.decision.reason, report.decision.detail)
+        hostname = self.settings.hostname
+        raw = strip_forged(raw, hostname)
+        tls = ssl_info(server)
+        incoming = Incoming(
+            raw=raw,
+            mail_from=sender,
+            recipients=tuple(state.local),
+            actor=sender or ACTOR,
+            protocol="mta",
+            client_ip=client_ip(session),
+            sign=False,
+            patient_contact=grants_permission(state.sender, sender_is_patient=False),
+        )
+        trace = verification.header(hostname) + received_header(
+            helo=session.host_name or "unknown",
+            client_ip=incoming.client_ip,
+            hostname=hostname,
+            protocol="ESMTPS" if tls else "ESMTP",
+            queue_id=incoming.queue_id,
+            tls_version=tls[0] if tls else None,
+            cipher=tls[1] if tls else None,
+            recipient=envelope.rcpt_tos[0] if len(envelope.rcpt_tos) == 1 else None,
+        )
+        incoming = Incoming(**{**incoming.__dict__, "trace": trace})
+        delivered = await self.delivery.deliver(incoming)
+        log.info(
+            "inbound message accepted",
+            extra={"queue_id": delivered.queue_id, "recipients": len(state.local),
+                   "size": delivered.size, "client_ip": incoming.client_ip},
+        )
+        return f"{replies.R250_QUEUED.line()} {delivered.queue_id}"
+
+    async def handle_exception(self, error: Exception) -> str:
+        return exception_reply(error)
+
+
+def _sender_domains(mail_from: str, raw: bytes) -> set[str]:
+    """The envelope sender's domain and the ``From:`` domains (RFC 5322 §3.6.2)."""
+    domains = set()
+    if "@" in mail_from:
+        domains.add(mail_from.rpartition("@")[2].lower())
+    for _, address in getaddresses(header_values(raw, "From")):
+        if "@" in address:
+            domains.add(address.rpartition("@")[2].lower().rstrip(">"))
+    return domains
+
+
+async def start_mta(
+    handler: MtaHandler,
+    *,
+    hostname: str,
+    tls_context: Any,
+    listen: Sequence[tuple[str, int]],
+    max_message_size: int,
+    idle_timeout: float = 300.0,
+) -> SmtpService:
+    """Listen for other operators (STARTTLS, no AUTH)."""
+    return await start_smtp_service(
+        "mta", handler, hostname=hostname, tls_context=tls_context, starttls=listen,
+        max_message_size=max_message_size, idle_timeout=idle_timeout, auth=False,
+    )
+

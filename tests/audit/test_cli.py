@@ -1,0 +1,109 @@
+"""`caducee audit …` end to end on a configuration, both backends."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+
+from audit import export_signing
+from audit.events import Action, AuditEvent
+from audit.keys import create_journal_key
+from audit.tables import audit_entry
+from caducee import config as config_mod
+from caducee.cli import main
+from caducee.context import open_journal
+from mailstore.db import create_db_engine
+
+
+@pytest.fixture
+def conf(db_url: str, tmp_path: Path) -> Iterator[Path]:
+    create_journal_key(tmp_path / "keys" / "journal.key")
+    export_signing.create_operator_gpg_key(tmp_path / "keys" / "gnupg", "Opérateur test",
+                                           "audit@test.example")
+    path = tmp_path / "caducee.toml"
+    path.write_text(
+        '[server]\nhostname = "mail.test.example"\ndata_dir = "."\n'
+        '[domains]\nprofessional = ["test.example"]\n'
+        f'[database]\nurl = "{db_url}"\n'
+        "[audit]\ncheckpoint_every = 5\n",
+        encoding="utf-8",
+    )
+    yield path
+    export_signing.stop_agent(tmp_path / "keys" / "gnupg")
+
+
+def _append(conf: Path, n: int) -> None:
+    cfg = config_mod.load(conf)
+    journal = open_journal(cfg)
+    engine = create_db_engine(cfg.database_url)
+    for i in range(n):
+        with engine.begin() as conn:
+            journal.append(conn, [AuditEvent(Action.LOGIN_FAILED, f"u{i}@test.example",
+                                             outcome="refused", reason="auth_failed",
+                                             client_ip="198.51.100.7", protocol="imap")])
+    engine.dispose()
+
+
+def test_verify_show_export_checkpoint_and_tampering(
+    conf: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _append(conf, 12)
+    c = str(conf)
+    assert main(["-c", c, "audit", "verify"]) == 0
+    assert "journal intègre : 12 entrées" in capsys.readouterr().out
+
+    assert main(["-c", c, "audit", "checkpoint"]) == 0
+    assert "point de contrôle signé à l'entrée 12" in capsys.readouterr().out
+    log = (tmp_path / "audit" / "checkpoints.log").read_text().splitlines()
+    assert [json.loads(x)["seq"] for x in log] == [5, 10, 12]
+
+    assert main(["-c", c, "audit", "show", "--last", "2", "--json"]) == 0
+    shown = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [e["seq"] for e in shown] == [11, 12] and shown[0]["reason"] == "auth_failed"
+
+    out = tmp_path / "export.jsonl"
+    assert main(["-c", c, "audit", "export", "--from", "2000-01-01", "-o", str(out)]) == 0
+    assert "12 entrées exportées" in capsys.readouterr().out
+    assert main(["-c", c, "audit", "keys"]) == 0
+    keys_out = capsys.readouterr().out
+    pub = keys_out[keys_out.index("-----BEGIN PGP PUBLIC KEY BLOCK-----"):]
+    auditor = tmp_path / "auditor"
+    auditor.mkdir(mode=0o700)
+    (tmp_path / "op.asc").write_text(pub)
+    try:
+        subprocess.run(["gpg", "--homedir", str(auditor), "--batch", "--import",
+                        str(tmp_path / "op.asc")], check=True, capture_output=True)
+        assert subprocess.run(["gpg", "--homedir", str(auditor), "--batch", "--verify",
+                               f"{out}.asc", str(out)], capture_output=True).returncode == 0
+    finally:
+        export_signing.stop_agent(auditor)
+
+    # the export itself was journaled
+    assert main(["-c", c, "audit", "show", "--last", "1", "--action", "audit.exported"]) == 0
+    assert "audit.exported" in capsys.readouterr().out
+
+    cfg = config_mod.load(conf)
+    engine = create_db_engine(cfg.database_url)
+    with engine.begin() as conn:
+        conn.execute(update(audit_entry).where(audit_entry.c.seq == 7)
+                     .values(client_ip="203.0.113.1"))
+    engine.dispose()
+    assert main(["-c", c, "audit", "verify"]) == 1
+    text = capsys.readouterr().out
+    assert "JOURNAL ALTÉRÉ : première anomalie à l'entrée 7 (modification)" in text
+    assert main(["-c", c, "audit", "verify", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["problems"][0]["seq"] == 7 and report["problems"][0]["kind"] == "edited"
+
+
+def test_prune_respects_retention(conf: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _append(conf, 3)
+    assert main(["-c", str(conf), "audit", "prune", "--before", "2999-01-01"]) == 1
+    assert "durée de conservation est de 183 jours" in capsys.readouterr().err
+    assert main(["-c", str(conf), "audit", "prune", "--dry-run"]) == 0
+    assert "aucune entrée à supprimer" in capsys.readouterr().out

@@ -1,0 +1,88 @@
+"""The live platform's flows leave a journal that verifies and holds no content or password."""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from collections.abc import Iterator
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, select
+
+from audit.tables import audit_entry
+from audit.verify import verify
+from tests.support.net import wait_for
+from tests.support.platform import InProcessPlatform, PlatformDir, make_platform_dir
+
+SENDER = "claire.martin@demo.mssante.fr"
+RECIPIENT = "paul.lefevre@demo.mssante.fr"
+PASSWORD = "Journal-Pa55word"
+WRONG = "not-the-password-42"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def live(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PlatformDir]:
+    url = ""
+    if request.param == "postgresql":
+        url = request.getfixturevalue("pg_server").create_database()
+    pdir = make_platform_dir(tmp_path / "platform", url)
+    for address in (SENDER, RECIPIENT):
+        pdir.add_account(address, PASSWORD)
+    plat = InProcessPlatform(pdir, services=("submission",)).start()
+    try:
+        yield pdir
+    finally:
+        plat.stop()
+
+
+def _client(pdir: PlatformDir) -> smtplib.SMTP:
+    s = smtplib.SMTP("127.0.0.1", pdir.ports["submission"], timeout=30)
+    s.starttls(context=ssl.create_default_context(cafile=str(pdir.ca)))
+    s.ehlo("client.test")
+    return s
+
+
+def test_submission_refusal_and_failed_login_are_journaled_and_verify(
+    live: PlatformDir,
+) -> None:
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = SENDER, RECIPIENT, "Sujet confidentiel"
+    msg.set_content("Contenu médical confidentiel", cte="quoted-printable")
+    with _client(live) as s:
+        s.login(SENDER, PASSWORD)
+        s.send_message(msg)
+        s.docmd("MAIL", f"FROM:<{SENDER}>")
+        assert s.docmd("RCPT", "TO:<nobody@demo.mssante.fr>")[0] == 550
+    with _client(live) as s, pytest.raises(smtplib.SMTPAuthenticationError):
+        s.login(RECIPIENT, WRONG)
+
+    ctx = live.context()
+    try:
+        def rows(conn: Connection) -> list[Any]:
+            return list(conn.execute(select(audit_entry)).mappings())
+
+        def all_seen() -> list[Any] | None:
+            got = ctx.db.read_sync(rows)
+            actions = {r["action"] for r in got}
+            wanted = {"login.succeeded", "login.failed", "message.accepted", "message.refused"}
+            return got if wanted <= actions else None
+
+        entries: Any = wait_for(all_seen, 10, "journal entries of the flows")
+        cfg = live.config
+        report = ctx.db.read_sync(
+            lambda conn: verify(conn, ctx.journal.verify_keys, cfg.audit.checkpoint_file)
+        )
+    finally:
+        ctx.close()
+    assert report.ok, report.problems
+    assert report.entries == len(entries)
+    refused = [r for r in entries if r["action"] == "message.refused"]
+    assert refused[0]["reason"] == "unknown_recipient" and refused[0]["outcome"] == "refused"
+    failed = [r for r in entries if r["action"] == "login.failed"]
+    assert failed[0]["client_ip"] == "127.0.0.1"
+    text = repr(entries)
+    for secret in (PASSWORD, WRONG, "Sujet confidentiel", "Contenu médical"):
+        assert secret not in text

@@ -1,0 +1,29 @@
+"""Run an import and hang at a given phase, so the test can ``kill -9`` it there.
+
+    python -m tests.directory.killed_import DB_URL PHASE FILE...
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from directory.importer import ImportOptions, Progress, import_files
+from mailstore.db import create_db_engine
+
+
+def main() -> None:
+    url, phase, *files = sys.argv[1:]
+
+    def progress(p: Progress) -> None:
+        if p.phase == phase:
+            print("MARK", flush=True)
+            time.sleep(600)  # wait to be killed
+
+    engine = create_db_engine(url)
+    import_files(engine, [Path(f) for f in files], ImportOptions(progress=progress, workers=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""Validating extract lines: every problem named by file, line and column."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from directory import idchecks
+from directory.formats import MAILBOX_COLUMNS, PERSON_COLUMNS, parse_header
+from directory.issues import Issue, Severity
+from directory.parse_mailbox import MailboxParser, town_of
+from directory.parse_person import PersonParser
+from policy.identifiers import luhn_check_digit, luhn_valid
+from tests.directory.conftest import mailbox_line, person_line
+
+PERSON_HEADER = parse_header("|".join(PERSON_COLUMNS) + "|")
+MAILBOX_HEADER = parse_header("|".join(MAILBOX_COLUMNS) + "|")
+
+
+def parse_person(lines: list[str], *, lenient: bool = False) -> tuple[list[tuple[Any, ...]], list[Issue]]:
+    issues: list[Issue] = []
+    p = PersonParser(PERSON_HEADER, "PS.txt", lenient=lenient, on_issue=issues.append)
+    rows = list(p.rows((i + 2, line) for i, line in enumerate(lines)))
+    return rows, issues
+
+
+def parse_mailbox(lines: list[str]) -> tuple[list[tuple[Any, ...]], list[Issue]]:
+    issues: list[Issue] = []
+    p = MailboxParser(MAILBOX_HEADER, "BAL.txt", lenient=False, on_issue=issues.append)
+    rows = list(p.rows((i + 2, line) for i, line in enumerate(lines)))
+    return rows, issues
+
+
+def test_a_real_format_line_with_accents_and_empty_fields() -> None:
+    rows, issues = parse_person([person_line()])
+    assert issues == []
+    (seq, key, national, person_raw, names, act_key, act_raw, terms) = rows[0]
+    assert (seq, key, national) == (2, 815000000016, "815000000016")
+    assert person_raw.split("|")[7:9] == ["LEFÈVRE", "Hélène"]
+    assert names == "lefevre helene"
+    assert act_raw.count("|") == 52 - 9 - 1  # the activity columns, no trailing separator
+    assert terms == "3p10 4ssm54 0tlyon 1c69002 2d69"
+    assert isinstance(act_key, int)
+
+
+def test_second_line_of_a_practitioner_carries_only_the_activity() -> None:
+    rows, _ = parse_person([person_line(), person_line(**{"Libellé commune (coord. structure)":
+                                                          "Villeurbanne"})])
+    assert rows[1][2:5] == (None, None, None)
+    assert rows[0][5] != rows[1][5]  # two activities, two keys
+
+
+def test_error_messages_name_file_line_and_column() -> None:
+    bad_luhn = person_line(**{"Identifiant PP": "15000000017",
+                              "Identification nationale PP": "815000000017"})
+    rows, issues = parse_person([person_line(), bad_luhn])
+    assert len(rows) == 1
+    assert str(issues[0]) == (
+        "PS.txt:3: column «Identifiant PP»: RPPS check digit is wrong (Luhn) (15000000017)"
+    )
+    assert issues[0].severity is Severity.ERROR
+
+
+def test_lenient_mode_reports_a_wrong_key_and_imports_the_line() -> None:
+    bad_luhn = person_line(**{"Identifiant PP": "15000000017",
+                              "Identification nationale PP": "815000000017"})
+    rows, issues = parse_person([bad_luhn], lenient=True)
+    assert len(rows) == 1
+    assert issues[0].severity is Severity.WARNING
+
+
+def test_malformed_values_are_errors_even_when_lenient() -> None:
+    lines = [
+        person_line(**{"Identifiant PP": "1234", "Identification nationale PP": "81234"}),
+        person_line(**{"Type d'identifiant PP": "3"}),
+        person_line(**{"Identification nationale PP": "815000000024"}),
+        person_line(**{"Code profession": "77"}),
+        person_line(**{"Nom d'exercice": " "}),
+        person_line(**{"Numéro SIRET site": "1234"}),
+        person_line(**{"Numéro FINESS site": "69ABCDEFG"}),
+    ]
+    rows, issues = parse_person(lines, lenient=True)
+    assert rows == []
+    assert [(i.line, i.column) for i in issues] == [
+        (2, "Identifiant PP"), (3, "Type d'identifiant PP"), (4, "Identification nationale PP"),
+        (5, "Code profession"), (6, "Nom d'exercice"), (7, "Numéro SIRET site"),
+        (8, "Numéro FINESS site"),
+    ]
+    assert all(i.severity is Severity.ERROR for i in issues)
+    assert str(issues[3]).endswith("column «Code profession»: unknown profession code (77)")
+
+
+def test_column_count_and_trailing_separator() -> None:
+    line = person_line()
+    rows, issues = parse_person([line[:-1], line + "extra", line.rsplit("|", 5)[0] + "|"])
+    assert rows == []
+    assert "every line ends with «|»" in issues[0].message
+    assert issues[0].column == "Libellé section tableau pharmaciens"
+    assert issues[1].message == "text after the final «|»"
+    assert issues[2].line == 4 and "48 «|» separators, expected 52" in issues[2].message
+
+
+def test_mailbox_lines() -> None:
+    org = mailbox_line(**{"Type de BAL": "ORG", "Adresse BAL": "Secretariat@CH-Lyon.MSSante.fr",
+                          "Type Identifiant PP": "", "Identifiant PP": "",
+                          "Identification nationale PP": "", "Nom d'exercice": "",
+                          "Prénom d'exercice": "", "Raison Sociale structure BAL": "CH DE LYON",
+                          "Service de rattachement": "Cardiologie"})
+    rows, issues = parse_mailbox([mailbox_line(), org,
+                                  mailbox_line(**{"Type de BAL": "XYZ"}),
+                                  mailbox_line(**{"Adresse BAL": "pas une adresse"}),
+                                  mailbox_line(**{"Identification nationale PP": ""})])
+    assert issues[0].line == 4 and issues[0].column == "Type de BAL"
+    assert issues[1].line == 5 and issues[1].column == "Adresse BAL"
+    assert issues[2].line == 6 and issues[2].column == "Identification nationale PP"
+    per, org_row = rows
+    assert per[1:5] == ("helene.lefevre@medecin.mssante.fr", "PER", 815000000016, "815000000016")
+    assert org_row[1:5] == ("secretariat@ch-lyon.mssante.fr", "ORG", None, None)
+    assert org_row[6] == "chdelyon cardiologie ch de lyon"
+    assert "7korg" in org_row[7].split() and "0tlyon" in org_row[7].split()
+
+
+def test_town_of_delivery_line() -> None:
+    assert town_of("69002 LYON CEDEX 02") == "LYON"
+    assert town_of("2A004 AJACCIO") == "AJACCIO"
+    assert town_of("SAINT-DENIS") == "SAINT-DENIS"
+
+
+@given(st.text(alphabet="0123456789", min_size=2, max_size=20))
+def test_fast_luhn_agrees_with_policy(digits: str) -> None:
+    assert idchecks.luhn_valid(digits) == luhn_valid(digits)
+
+
+@given(st.integers(min_value=10**9, max_value=10**10 - 1))
+def test_national_id_checks(n: int) -> None:
+    rpps = str(n) + luhn_check_digit(str(n))
+    assert idchecks.national_id("8", rpps, "8" + rpps) is None
+    assert idchecks.national_id_of(rpps) == "8" + rpps
+    wrong = rpps[:-1] + str((int(rpps[-1]) + 1) % 10)
+    problem = idchecks.national_id("8", wrong, "8" + wrong)
+    assert problem is not None and problem[1]  # a key problem: lenient-able

@@ -1,0 +1,259 @@
+"""Mail from another operator: a real Postfix relays to our MTA with its client certificate;
+DKIM is verified through a real DNS server on loopback. Then the MTA's rules, spoken to
+directly with smtplib (STARTTLS, mutual TLS, no AUTH, no relay, patients)."""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+from typing import Any
+
+import authres
+import pytest
+from sqlalchemy import Connection, select
+
+from caducee import pki
+from directory import admin as directory_admin
+from mailstore import messages
+from mailstore.policy_patients import activate_patient, add_patient
+from mailstore.policy_store import list_permissions
+from mailstore.tables import account, mailbox, message
+from smtp_gateway.patient_send import PatientMessage
+from tests.support.mail_peers import OTHER_DOMAIN, OperatorWorld, build_world
+from tests.support.net import wait_for
+from tests.support.platform import InProcessPlatform
+
+CLAIRE = "claire.martin@demo.mssante.fr"
+PASSWORD = "mta-tests-pw-1"
+PEER = f"dr.peer@{OTHER_DOMAIN}"
+HOSTNAME = "mail.demo.mssante.fr"
+INS = "279035121518989"
+PATIENT = f"{INS}@patient.demo.mssante.fr"
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
+    tuple[OperatorWorld, InProcessPlatform]
+]:
+    url = request.getfixturevalue("pg_server").create_database() \
+        if request.param == "postgresql" else ""
+    w = build_world(tmp_path_factory.mktemp("mta"), url)
+    w.pdir.add_account(CLAIRE, PASSWORD)
+    ctx = w.pdir.context()
+    try:
+        _, code = ctx.db.write_sync(lambda tx: add_patient(
+            tx.conn, ctx.keystore, ins=INS, patient_domain="patient.demo.mssante.fr",
+            display_name="Jeanne Patiente", notification_email="jeanne@example.org",
+            now=datetime.now(UTC)))
+        ctx.db.write_sync(lambda tx: activate_patient(
+            tx.conn, ins=INS, code=code, now=datetime.now(UTC), password="patient-password-1"))
+    finally:
+        ctx.close()
+    plat = InProcessPlatform(w.pdir).start()
+    yield w, plat
+    plat.stop()
+    w.stop()
+
+
+def peer_message(subject: str, *, to: str = CLAIRE, sender: str = PEER,
+                 extra: dict[str, str] | None = None) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = sender, to, subject
+    msg["Date"] = format_datetime(datetime.now(UTC))
+    msg["Message-ID"] = make_msgid(domain=OTHER_DOMAIN)
+    for k, v in (extra or {}).items():
+        msg[k] = v
+    msg.set_content("Bonjour, voici le compte rendu.")
+    return msg
+
+
+def signed(w: OperatorWorld, msg: EmailMessage) -> bytes:
+    return w.peer_signer.sign(msg.as_bytes(policy=msg.policy.clone(linesep="\r\n")))
+
+
+def through_postfix(w: OperatorWorld, raw: bytes, to: str = CLAIRE, sender: str = PEER) -> None:
+    """Hand a message to the other operator's Postfix, which relays it to our MTA."""
+    with smtplib.SMTP("127.0.0.1", w.postfix.smtp_port, timeout=30) as s:
+        assert s.sendmail(sender, [to], raw) == {}
+
+
+def inbox(w: OperatorWorld, address: str) -> list[bytes]:
+    ctx = w.pdir.context()
+    try:
+        def read(conn: Connection) -> list[bytes]:
+            rows = conn.execute(
+                select(account.c.id, message.c.blob_id)
+                .select_from(message.join(mailbox).join(account))
+                .where(account.c.address == address, mailbox.c.name == "INBOX")
+                .order_by(message.c.uid)
+            ).all()
+            return [messages.read_body(conn, ctx.keystore, r.id, r.blob_id) for r in rows]
+
+        return ctx.db.read_sync(read)
+    finally:
+        ctx.close()
+
+
+def with_marker(w: OperatorWorld, address: str, marker: str) -> list[bytes]:
+    return [m for m in inbox(w, address) if marker.encode() in m]
+
+
+def auth_results(raw: bytes) -> authres.AuthenticationResultsHeader:
+    head = raw.split(b"\r\n\r\n", 1)[0].decode()
+    field = next(f for f in head.replace("\r\n\t", " ").replace("\r\n ", " ").split("\r\n")
+                 if f.lower().startswith("authentication-results:"))
+    return authres.AuthenticationResultsHeader.parse(field)
+
+
+# -- with Postfix ----------------------------------------------------------------------------
+
+
+def test_postfix_relays_a_signed_message_over_mutual_tls(world) -> None:
+    w, _ = world
+    through_postfix(w, signed(w, peer_message("relayed mta-1")))
+    found: Any = wait_for(lambda: with_marker(w, CLAIRE, "mta-1"), 30, "the relayed message")
+    (got,) = found
+    ar = auth_results(got)
+    assert ar.authserv_id == HOSTNAME
+    (dkim_result,) = ar.results
+    assert (dkim_result.method, dkim_result.result) == ("dkim", "pass")
+    assert dkim_result.header_d == OTHER_DOMAIN
+    # Our Received field: over TLS from Postfix; Postfix logged the verified session.
+    assert b"with ESMTPS" in got
+    assert "Verified TLS connection established to localhost" in w.postfix.log_text()
+
+
+def refusals(w: OperatorWorld) -> int:
+    return w.postfix.log_text().count("5.7.20 No passing DKIM signature found")
+
+
+def test_unsigned_message_is_refused_5_7_20(world) -> None:
+    w, _ = world
+    before = refusals(w)
+    msg = peer_message("unsigned mta-2")
+    through_postfix(w, msg.as_bytes(policy=msg.policy.clone(linesep="\r\n")))
+    wait_for(lambda: refusals(w) > before, 30, "Postfix to log our refusal")
+    assert not with_marker(w, CLAIRE, "mta-2")
+
+
+def test_tampered_signature_is_refused(world) -> None:
+    w, _ = world
+    before = refusals(w)
+    raw = signed(w, peer_message("tampered mta-3")).replace(b"compte rendu", b"compte rendu!")
+    through_postfix(w, raw)
+    wait_for(lambda: refusals(w) > before, 30, "Postfix to log our refusal")
+    assert not with_marker(w, CLAIRE, "mta-3")
+
+
+def test_referenced_peer_writes_to_a_patient_who_replies_through_the_queue(world) -> None:
+    w, plat = world
+    ctx = w.pdir.context()
+    try:
+        ctx.db.write_sync(lambda tx: directory_admin.add_mailbox(
+            tx.conn, address=PEER, mailbox_type="PER", national_id="810000000003",
+            last_name="Peer", profession="10", who=directory_admin.Who("test")))
+    finally:
+        ctx.close()
+    through_postfix(w, signed(w, peer_message("patient mta-4", to=PATIENT)), to=PATIENT)
+    wait_for(lambda: with_marker(w, PATIENT, "mta-4"), 30, "the patient's copy")
+    ctx = w.pdir.context()
+    try:
+        perms = ctx.db.read_sync(lambda c: list_permissions(c, INS))
+        from mailstore.accounts import get_by_address
+
+        patient = ctx.db.read_sync(lambda c: get_by_address(c, PATIENT))
+    finally:
+        ctx.close()
+    assert PEER in {p.professional for p in perms}
+    # The patient answers from the web mail: queued, then delivered to Postfix's Maildir.
+    sender = plat.platform.patient_sender
+    result = plat.call(lambda: sender.send(patient, PatientMessage(
+        to=[PEER], subject="Reponse mta-4", body="Merci docteur.")))
+    assert not hasattr(result, "decision"), result
+    wait_for(lambda: [m for m in w.postfix.delivered("dr.peer") if b"Reponse mta-4" in m], 30,
+             "the patient's reply at the other operator")
+
+
+# -- the rules, with smtplib -------------------------------------------------------------------
+
+
+def client_context(w: OperatorWorld, names: list[str] | None) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(w.pdir.ca))
+    if names:
+        ca = pki.load(w.pdir.ca, w.pdir.root / "tls" / "ca.key")
+        issued = pki.issue_server(ca, names)
+        d = Path(w.pdir.root / "tls")
+        stem = names[0].replace(".", "_")
+        pki.write_cert(d / f"{stem}.crt", issued.cert)
+        pki.write_key(d / f"{stem}.key", issued.key)
+        ctx.load_cert_chain(d / f"{stem}.crt", d / f"{stem}.key")
+    return ctx
+
+
+def mta(w: OperatorWorld, names: list[str] | None = None, *, tls: bool = True) -> smtplib.SMTP:
+    s = smtplib.SMTP("127.0.0.1", w.pdir.ports["mta"], timeout=30)
+    s.ehlo(f"mx.{OTHER_DOMAIN}")
+    if tls:
+        s.starttls(context=client_context(w, names))
+        s.ehlo(f"mx.{OTHER_DOMAIN}")
+    return s
+
+
+def test_starttls_required_and_no_auth(world) -> None:
+    w, _ = world
+    with mta(w, tls=False) as s:
+        assert s.has_extn("starttls") and not s.has_extn("auth")
+        assert s.docmd("MAIL", f"FROM:<{PEER}>") == (
+            530, b"5.7.0 Must issue a STARTTLS command first")
+    with mta(w, [f"mx.{OTHER_DOMAIN}"]) as s:
+        assert not s.has_extn("auth")
+        assert s.docmd("AUTH", "PLAIN AGFAYg==")[0] == 502
+
+
+def test_client_certificate_required_and_trusted(world) -> None:
+    w, _ = world
+    with mta(w, None) as s:  # no client certificate
+        assert s.docmd("MAIL", f"FROM:<{PEER}>") == (
+            550, b"5.7.1 Domain is outside the trust space")
+    with mta(w, ["mx.untrusted.example"]) as s:  # verified, but outside the trust space
+        assert s.docmd("MAIL", f"FROM:<{PEER}>")[0] == 550
+
+
+def test_sender_domain_and_recipients(world) -> None:
+    w, _ = world
+    with mta(w, [f"mx.{OTHER_DOMAIN}"]) as s:
+        assert s.docmd("MAIL", "FROM:<x@untrusted.example>") == (
+            550, b"5.7.1 Domain is outside the trust space")
+        assert s.docmd("MAIL", f"FROM:<{CLAIRE}>")[0] == 553  # our own domain, from outside
+        assert s.docmd("MAIL", f"FROM:<{PEER}>")[0] == 250
+        assert s.docmd("RCPT", "TO:<nobody@demo.mssante.fr>") == (550, b"5.1.1 No such mailbox")
+        assert s.docmd("RCPT", f"TO:<someone@{OTHER_DOMAIN}>") == (
+            554, b"5.7.1 Relay access denied")
+        assert s.docmd("RCPT", "TO:<x@gmail.com>") == (554, b"5.7.1 Relay access denied")
+        assert s.docmd("RCPT", f"TO:<{CLAIRE}>") == (250, b"2.1.5 Recipient OK")
+
+
+def test_unreferenced_sender_cannot_write_to_a_patient(world) -> None:
+    w, _ = world
+    with mta(w, [f"mx.{OTHER_DOMAIN}"]) as s:
+        assert s.docmd("MAIL", f"FROM:<unknown.doc@{OTHER_DOMAIN}>")[0] == 250
+        assert s.docmd("RCPT", f"TO:<{PATIENT}>") == (
+            550, b"5.7.1 Sender is not a referenced professional")
+
+
+def test_direct_signed_message_and_forged_authentication_results(world) -> None:
+    w, _ = world
+    msg = peer_message("direct mta-5", extra={
+        "Authentication-Results": f"{HOSTNAME}; dkim=pass header.d=demo.mssante.fr"})
+    with mta(w, [f"mx.{OTHER_DOMAIN}"]) as s:
+        assert s.sendmail(PEER, [CLAIRE], signed(w, msg)) == {}
+    (got,) = with_marker(w, CLAIRE, "mta-5")
+    fields = [line for line in got.split(b"\r\n\r\n")[0].split(b"\r\n")
+              if line.lower().startswith(b"authentication-results:")]
+    assert len(fields) == 1  # the forged one (our authserv-id) was removed (RFC 8601 §5)
+    assert auth_results(got).results[0].result == "pass"
