@@ -65,10 +65,11 @@ def test_keys_rotate_keeps_mail_readable(initialised: Path) -> None:
     cfg = config.load(cfg_path)
     ctx = open_context(cfg)
     try:
-        def setup(tx):  # type: ignore[no-untyped-def]
+        def setup(tx):
             acc = accounts.create_account(tx.conn, ctx.keystore, address="rot@demo.mssante.fr",
                                           kind="professional")
             inbox = accounts.mailbox_id(tx.conn, acc.id, "INBOX")
+            assert inbox is not None
             return acc, messages.append_message(tx, ctx.keystore, acc.id, inbox, b"S: x\r\n\r\nq\r\n")
         acc, stored = ctx.db.write_sync(setup)
     finally:

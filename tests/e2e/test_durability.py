@@ -37,7 +37,7 @@ def _platform(request: pytest.FixtureRequest, tmp_path: Path, backend: str) -> P
 def stored_message_ids(pdir: PlatformDir) -> collections.Counter[str]:
     ctx = pdir.context()
     try:
-        def read(conn):  # type: ignore[no-untyped-def]
+        def read(conn):
             rows = conn.execute(
                 select(account.c.id, message.c.blob_id)
                 .select_from(message.join(mailbox).join(account))

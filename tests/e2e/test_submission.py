@@ -10,6 +10,7 @@ import subprocess
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -71,7 +72,7 @@ def make_message(subject: str, body: str, sender: str = CLAIRE, to: str = PAUL) 
 def stored_bodies(pdir: PlatformDir, address: str) -> list[bytes]:
     ctx = pdir.context()
     try:
-        def read(conn):  # type: ignore[no-untyped-def]
+        def read(conn):
             rows = conn.execute(
                 select(account.c.id, message.c.blob_id)
                 .select_from(message.join(mailbox).join(account))
@@ -198,7 +199,8 @@ def test_wrong_password_535(live) -> None:
         with pytest.raises(smtplib.SMTPAuthenticationError) as exc:
             s.login(PAUL, "not the password")
         assert exc.value.smtp_code == 535
-        assert exc.value.smtp_error.startswith(b"5.7.8")
+        err = exc.value.smtp_error
+        assert isinstance(err, bytes) and err.startswith(b"5.7.8")
 
 
 def test_ten_failures_in_a_minute_get_421(live) -> None:
@@ -396,19 +398,19 @@ def test_journal_records_submission_and_refusal(live) -> None:
 
     ctx = pdir.context()
     try:
-        def actions(conn):  # type: ignore[no-untyped-def]
+        def actions(conn):
             return conn.execute(select(audit_entry)).mappings().all()
 
         from tests.support.net import wait_for
 
-        def refused_seen():  # type: ignore[no-untyped-def]
+        def refused_seen():
             rows = ctx.db.read_sync(actions)
             return rows if any(r["action"] == "message.refused" for r in rows) else None
 
-        rows = wait_for(refused_seen, 10, "refusal entry")
+        rows: list[Any] = wait_for(refused_seen, 10, "refusal entry")  # type: ignore[assignment]
     finally:
         ctx.close()
-    kinds = {r["action"] for r in rows}  # type: ignore[union-attr]
+    kinds = {r["action"] for r in rows}
     assert {"message.accepted", "message.delivered", "login.succeeded", "message.refused"} <= kinds
     text = repr(rows)
     assert "journal body text" not in text and "Subject" not in text

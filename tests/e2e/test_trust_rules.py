@@ -87,13 +87,15 @@ def patient_send(plat: InProcessPlatform, pdir: PlatformDir, to: str, subject: s
     acc = patient_account(pdir)
     assert acc.active
     message = PatientMessage(to=[to], subject=subject, body="Merci docteur", **kw)  # type: ignore[arg-type]
-    return plat.call(lambda: plat.platform.patient_sender.send(acc, message))
+    platform = plat.platform
+    assert platform is not None
+    return plat.call(lambda: platform.patient_sender.send(acc, message))
 
 
 def inbox_subjects(pdir: PlatformDir, address: str) -> list[str]:
     ctx = pdir.context()
     try:
-        def read(conn):  # type: ignore[no-untyped-def]
+        def read(conn):
             rows = conn.execute(
                 select(account.c.id, message.c.blob_id)
                 .select_from(message.join(mailbox).join(account))
@@ -166,7 +168,7 @@ def test_patient_copy_in_sent_and_attachment_checked(live) -> None:
     assert not isinstance(good, SendRefused)
     ctx = pdir.context()
     try:
-        def sent(conn):  # type: ignore[no-untyped-def]
+        def sent(conn):
             return conn.execute(
                 select(message.c.flags).select_from(message.join(mailbox).join(account))
                 .where(account.c.address == PATIENT, mailbox.c.name == "Sent")).scalars().all()
@@ -203,7 +205,8 @@ def test_forged_from_header_and_dangerous_attachment_refused(live) -> None:
         smtp_send(pdir, DR_MARTIN, DR_LEFEVRE, "ordonnance",
                   attachment=("ordonnance.pdf", "application/pdf", exe))
     assert exc2.value.smtp_code == 554
-    assert exc2.value.smtp_error.startswith(b"5.6.0 Attachment type not accepted: ")
+    err = exc2.value.smtp_error
+    assert isinstance(err, bytes) and err.startswith(b"5.6.0 Attachment type not accepted: ")
     assert b"ordonnance.pdf" in exc2.value.smtp_error
 
 

@@ -14,14 +14,14 @@ from mailstore.tables import account, blob, mailbox
 
 
 @pytest.fixture
-def store(db_url: str):  # type: ignore[no-untyped-def]
+def store(db_url: str):
     db = Database.open(db_url)
     ks = KeyStore(MasterKeyring.generate())
     yield db, ks
     db.close()
 
 
-def test_create_account_with_special_use_mailboxes(store) -> None:  # type: ignore[no-untyped-def]
+def test_create_account_with_special_use_mailboxes(store) -> None:
     db, ks = store
     acc = db.write_sync(lambda tx: accounts.create_account(
         tx.conn, ks, address="Claire.Martin@Demo.MSSante.fr", kind="professional",
@@ -41,7 +41,7 @@ def test_create_account_with_special_use_mailboxes(store) -> None:  # type: igno
             tx.conn, ks, address="claire.martin@demo.mssante.fr", kind="professional"))
 
 
-def test_password_change_and_disable_bump_credentials_version(store) -> None:  # type: ignore[no-untyped-def]
+def test_password_change_and_disable_bump_credentials_version(store) -> None:
     db, ks = store
     acc = db.write_sync(lambda tx: accounts.create_account(
         tx.conn, ks, address="a@demo.mssante.fr", kind="professional", password="password-1"))
@@ -53,14 +53,15 @@ def test_password_change_and_disable_bump_credentials_version(store) -> None:  #
         db.write_sync(lambda tx: accounts.set_password(tx.conn, acc.address, "short"))
 
 
-def test_message_round_trip_tamper_and_move_detected(store) -> None:  # type: ignore[no-untyped-def]
+def test_message_round_trip_tamper_and_move_detected(store) -> None:
     db, ks = store
 
-    def setup(tx):  # type: ignore[no-untyped-def]
+    def setup(tx):
         a = accounts.create_account(tx.conn, ks, address="a@d.fr", kind="professional")
         b = accounts.create_account(tx.conn, ks, address="b@d.fr", kind="professional")
         ia = accounts.mailbox_id(tx.conn, a.id, "INBOX")
         ib = accounts.mailbox_id(tx.conn, b.id, "inbox")
+        assert ia is not None and ib is not None
         s1 = messages.append_message(tx, ks, a.id, ia, b"Subject: one\r\n\r\nfirst\r\n")
         s2 = messages.append_message(tx, ks, a.id, ia, b"Subject: two\r\n\r\nsecond\r\n")
         s3 = messages.append_message(tx, ks, b.id, ib, b"Subject: three\r\n\r\nthird\r\n")
@@ -89,12 +90,13 @@ def test_message_round_trip_tamper_and_move_detected(store) -> None:  # type: ig
         db.read_sync(lambda c: messages.read_body(c, ks, b.id, s3.blob_id))
 
 
-def test_key_rotation_rewraps_without_reencrypting(store) -> None:  # type: ignore[no-untyped-def]
+def test_key_rotation_rewraps_without_reencrypting(store) -> None:
     db, ks = store
 
-    def setup(tx):  # type: ignore[no-untyped-def]
+    def setup(tx):
         a = accounts.create_account(tx.conn, ks, address="r@d.fr", kind="professional")
         inbox = accounts.mailbox_id(tx.conn, a.id, "INBOX")
+        assert inbox is not None
         return a, messages.append_message(tx, ks, a.id, inbox, b"Subject: x\r\n\r\nkept\r\n")
 
     a, stored = db.write_sync(setup)

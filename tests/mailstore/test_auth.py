@@ -38,7 +38,7 @@ def test_rate_limiter_window_and_lockout() -> None:
 
 
 @pytest.fixture
-def auth(sqlite_url: str):  # type: ignore[no-untyped-def]
+def auth(sqlite_url: str):
     db = Database.open(sqlite_url)
     ks = KeyStore(MasterKeyring.generate())
     db.write_sync(lambda tx: accounts.create_account(
@@ -50,7 +50,7 @@ def auth(sqlite_url: str):  # type: ignore[no-untyped-def]
     db.close()
 
 
-async def test_cache_hit_and_invalidation_on_password_change(auth) -> None:  # type: ignore[no-untyped-def]
+async def test_cache_hit_and_invalidation_on_password_change(auth) -> None:
     db, a, clock = auth
     assert (await a.verify_password("p@d.fr", "first-password", "1.1.1.1")).ok
     assert len(a._cache) == 1
@@ -64,7 +64,7 @@ async def test_cache_hit_and_invalidation_on_password_change(auth) -> None:  # t
     assert (await a.verify_password("p@d.fr", "second-password", "1.1.1.2")).ok
 
 
-async def test_disabled_unknown_and_rate_limited(auth) -> None:  # type: ignore[no-untyped-def]
+async def test_disabled_unknown_and_rate_limited(auth) -> None:
     db, a, _clock = auth
     assert (await a.verify_password("nobody@d.fr", "x" * 10, "2.2.2.2")).status is AuthStatus.FAILED
     db.write_sync(lambda tx: accounts.set_state(tx.conn, "p@d.fr", accounts.DISABLED))

@@ -14,7 +14,7 @@ scratch = Table("scratch", meta, Column("id", Integer, primary_key=True), Column
 
 
 @pytest.fixture
-def db(db_url: str):  # type: ignore[no-untyped-def]
+def db(db_url: str):
     database = Database.open(db_url)
     meta.create_all(database.engine)
     yield database
@@ -24,7 +24,7 @@ def db(db_url: str):  # type: ignore[no-untyped-def]
 async def test_concurrent_writes_share_commits_and_all_land(db: Database) -> None:
     async def one(i: int) -> int:
         return await db.write(
-            lambda tx: tx.conn.execute(insert(scratch).values(v=f"v{i}")).inserted_primary_key[0]
+            lambda tx: tx.conn.execute(insert(scratch).values(v=f"v{i}")).inserted_primary_key[0]  # type: ignore[index]
         )
 
     ids = await asyncio.gather(*(one(i) for i in range(300)))

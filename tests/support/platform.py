@@ -54,7 +54,7 @@ class PlatformDir:
         national_id = str(kw.pop("rpps", "")) or new_national_id()
         ctx = self.context()
         try:
-            def job(tx):  # type: ignore[no-untyped-def]
+            def job(tx):
                 accounts.create_account(
                     tx.conn, ctx.keystore, address=address, kind=kind, password=password,
                     rpps=national_id if kind == "professional" else None,
@@ -172,7 +172,7 @@ class InProcessPlatform:
             raise error[0]
         return self
 
-    def call(self, coro_factory):  # type: ignore[no-untyped-def]
+    def call(self, coro_factory):
         """Run a coroutine on the platform's loop and return its result."""
         return asyncio.run_coroutine_threadsafe(coro_factory(), self.loop).result(60)
 
