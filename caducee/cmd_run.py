@@ -7,6 +7,7 @@ import asyncio
 import os
 import secrets
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,14 +84,65 @@ def cmd_demo(args: argparse.Namespace) -> int:
     upgrade_schema(cfg)
     ctx = open_context(cfg)
     try:
+        imported = import_demo_directory(ctx, args.demo_files)
         created = create_demo_accounts(ctx, args.demo_files)
+        patients = create_demo_patients(ctx)
     finally:
         ctx.close()
-    banner = demo_banner(cfg, created)
+    banner = demo_banner(cfg, created, patients, imported)
     if args.no_run:
         print(banner)
         return 0
     return run_config(cfg, ALL_SERVICES, banner)
+
+
+#: The demo patient (a valid INS: DOMAIN.md §3's example).
+DEMO_PATIENTS = (("279035121518989", "Jeanne DUPONT", "jeanne.dupont@example.org"),)
+
+
+def import_demo_directory(ctx: Context, demo_files: Path) -> bool:
+    """Import the demo Annuaire Santé extracts once (an import is one transaction)."""
+    from sqlalchemy import text
+
+    from directory import importer
+
+    has_rows = ctx.db.read_sync(
+        lambda c: c.execute(text("SELECT 1 FROM directory_mailbox LIMIT 1")).first() is not None
+    )
+    if has_rows:
+        return False
+    files = sorted(demo_files.glob("*_demo.txt"))
+    if not files:
+        raise CliError(f"{demo_files}: no demo directory extract (*_demo.txt)")
+    report = ctx.config.server.data_dir / "directory-import-demo.txt"
+    importer.import_files(
+        ctx.db.engine, files,
+        importer.ImportOptions(actor="cli:demo", report_path=report, journal=ctx.journal),
+    )
+    return True
+
+
+def create_demo_patients(ctx: Context) -> list[tuple[str, str, str]]:
+    """Create the demo patients that do not exist yet; return (address, name, code)."""
+    from datetime import UTC, datetime
+
+    from mailstore import policy_patients
+
+    out = []
+    for ins, name, email in DEMO_PATIENTS:
+        def job(tx: Any, ins: str = ins, name: str = name, email: str = email) -> Any:
+            if policy_patients.get_profile(tx.conn, ins) is not None:
+                return None
+            return policy_patients.add_patient(
+                tx.conn, ctx.keystore, ins=ins, patient_domain=ctx.config.domains.patient,
+                display_name=name, notification_email=email, now=datetime.now(UTC),
+            )
+
+        result = ctx.db.write_sync(job)
+        if result is not None:
+            account, code = result
+            out.append((account.address, name, code))
+    return out
 
 
 def create_demo_accounts(ctx: Context, demo_files: Path) -> list[tuple[str, str, str]]:
@@ -126,7 +178,10 @@ def create_demo_accounts(ctx: Context, demo_files: Path) -> list[tuple[str, str,
     return created
 
 
-def demo_banner(cfg: config_mod.Config, created: list[tuple[str, str, str]]) -> str:
+def demo_banner(
+    cfg: config_mod.Config, created: list[tuple[str, str, str]],
+    patients: Sequence[tuple[str, str, str]] = (), imported: bool = False,
+) -> str:
     sub = cfg.submission.listen[0]
     subs = cfg.submission.implicit_tls_listen[0]
     lines = [
@@ -148,6 +203,12 @@ def demo_banner(cfg: config_mod.Config, created: list[tuple[str, str, str]]) -> 
     else:
         lines.append("  Demo accounts already exist; reset a password with "
                      f"`caducee -c {cfg.path} account passwd ADDRESS`.")
+    if imported:
+        lines.append("  Directory      : demo Annuaire Santé extracts imported "
+                     "(`caducee directory search …`)")
+    for address, name, code in patients:
+        lines.append(f"  Demo patient   : {address} ({name}), activation code {code} "
+                     "(`caducee patient activate`)")
     first = created[0][0] if created else "claire.martin@demo.mssante.fr"
     lines += [
         "  Try it:",

@@ -100,3 +100,20 @@ def test_dkim_dns(initialised: Path) -> None:
     assert r.returncode == 0
     assert 'caducee._domainkey.demo.mssante.fr. IN TXT "v=DKIM1; k=rsa; p=' in r.stdout
     assert os.environ.get("CADUCEE_MASTER_KEY") is None
+
+
+def test_demo_prepares_everything_and_is_idempotent(tmp_path: Path) -> None:
+    d = tmp_path / "demo"
+    first = run("demo", "--data-dir", str(d), "--port-base", "21000", "--no-run")
+    assert first.returncode == 0, first.stderr
+    out = first.stdout
+    assert "claire.martin@demo.mssante.fr" in out and "passwords shown once" in out
+    assert "demo Annuaire Santé extracts imported" in out
+    assert "279035121518989@patient.demo.mssante.fr" in out and "activation code" in out
+    assert "port 21587 (STARTTLS)" in out and "port 21993 (TLS)" in out
+    again = run("demo", "--data-dir", str(d), "--port-base", "21000", "--no-run")
+    assert again.returncode == 0, again.stderr
+    assert "Demo accounts already exist" in again.stdout
+    assert "activation code" not in again.stdout
+    found = run("-c", str(d / "caducee.toml"), "directory", "search", "lefevre")
+    assert found.returncode == 0 and "paul.lefevre@demo.mssante.fr" in found.stdout
