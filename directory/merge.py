@@ -81,6 +81,37 @@ def _exists(conn: Connection, sql: str, params: dict[str, Any] | None = None) ->
     return conn.execute(text(f"SELECT EXISTS ({sql})"), params or {}).scalar() in (1, True)
 
 
+KEYS = "directory_stage_keys"
+ADDRESSES = "directory_stage_addresses"
+
+
+def _stage_keys(conn: Connection) -> None:
+    """The staged (practitioner, activity) keys, indexed, for the delta."""
+    big = "INTEGER" if conn.dialect.name == "sqlite" else "BIGINT"
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {KEYS}")
+    conn.exec_driver_sql(
+        f"CREATE TEMP TABLE {KEYS} (pid {big} NOT NULL, act_key {big} NOT NULL, "
+        "PRIMARY KEY (pid, act_key))"
+    )
+    conn.exec_driver_sql(
+        f"INSERT INTO {KEYS} (pid, act_key) SELECT pid, act_key FROM {staging.PERSON} "
+        "WHERE true ON CONFLICT DO NOTHING"
+    )
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"ANALYZE {KEYS}")
+
+
+def _stage_addresses(conn: Connection) -> None:
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {ADDRESSES}")
+    conn.exec_driver_sql(f"CREATE TEMP TABLE {ADDRESSES} (address TEXT PRIMARY KEY)")
+    conn.exec_driver_sql(
+        f"INSERT INTO {ADDRESSES} (address) SELECT address FROM {staging.MAILBOX} "
+        "WHERE true ON CONFLICT DO NOTHING"
+    )
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"ANALYZE {ADDRESSES}")
+
+
 def merge_practitioners(conn: Connection, imp: int, now: datetime, result: MergeResult) -> None:
     """Upsert practitioners and their activities from the person staging table; delta."""
     params = {"imp": imp, "now": now}
@@ -131,13 +162,18 @@ def merge_practitioners(conn: Connection, imp: int, now: datetime, result: Merge
 
     # activities: reactivate the ones seen again, add the new ones, retire the missing ones
     acts = result.activities
+    if had_rows:
+        # The delta compares with the staged keys through an index: NOT IN over millions of
+        # rows can degrade into a scan per row (PostgreSQL past work_mem, SQLite row values).
+        _stage_keys(conn)
     if had_rows and _exists(conn, "SELECT 1 FROM practitioner_activity WHERE active = false"):
         res = conn.execute(
             text(f"""
                 UPDATE practitioner_activity SET active = true, inactive_since = NULL,
                     changed_import = :imp
-                WHERE active = false
-                  AND (practitioner_id, act_key) IN (SELECT pid, act_key FROM {stage})
+                WHERE active = false AND EXISTS (
+                    SELECT 1 FROM {KEYS} k WHERE k.pid = practitioner_activity.practitioner_id
+                      AND k.act_key = practitioner_activity.act_key)
             """),
             params,
         )
@@ -159,7 +195,9 @@ def merge_practitioners(conn: Connection, imp: int, now: datetime, result: Merge
                 UPDATE practitioner_activity SET active = false, inactive_since = :now,
                     changed_import = :imp
                 WHERE active = true AND source = '{SOURCE_IMPORT}' AND created_import <> :imp
-                  AND (practitioner_id, act_key) NOT IN (SELECT pid, act_key FROM {stage})
+                  AND NOT EXISTS (
+                    SELECT 1 FROM {KEYS} k WHERE k.pid = practitioner_activity.practitioner_id
+                      AND k.act_key = practitioner_activity.act_key)
             """),
             params,
         )
@@ -170,7 +208,7 @@ def merge_practitioners(conn: Connection, imp: int, now: datetime, result: Merge
                     inactive_since = coalesce(inactive_since, :now),
                     updated_at = :now, changed_import = :imp
                 WHERE listed = true AND source = '{SOURCE_IMPORT}' AND created_import <> :imp
-                  AND id NOT IN (SELECT pid FROM {stage})
+                  AND NOT EXISTS (SELECT 1 FROM {KEYS} k WHERE k.pid = practitioner.id)
             """),
             params,
         )
@@ -199,7 +237,7 @@ def _practitioner_overrides(
         return
     present = {
         r[0] for r in conn.execute(
-            text(f"SELECT DISTINCT pid FROM {staging.PERSON} WHERE pid IN :ids").bindparams(
+            text(f"SELECT DISTINCT pid FROM {KEYS} WHERE pid IN :ids").bindparams(
                 bindparam("ids", expanding=True)
             ),
             {"ids": [r.id for r in rows]},
@@ -311,6 +349,7 @@ def merge_mailboxes(conn: Connection, imp: int, now: datetime, result: MergeResu
     touched = max(upsert.rowcount, 0)
     counts = result.mailboxes
     if had_rows:
+        _stage_addresses(conn)
         counts.added = int(conn.execute(
             text("SELECT count(*) FROM directory_mailbox WHERE created_import = :imp"), params
         ).scalar_one())
@@ -320,7 +359,8 @@ def merge_mailboxes(conn: Connection, imp: int, now: datetime, result: MergeResu
                     inactive_since = coalesce(inactive_since, :now),
                     updated_at = :now, changed_import = :imp
                 WHERE listed = true AND source = '{SOURCE_IMPORT}' AND created_import <> :imp
-                  AND address NOT IN (SELECT address FROM {stage})
+                  AND NOT EXISTS (SELECT 1 FROM {ADDRESSES} k
+                                  WHERE k.address = directory_mailbox.address)
             """),
             params,
         )
