@@ -354,7 +354,7 @@ async def serve(
     log.info("stopping: finishing in-flight transactions")
     await platform.close()
     await ctx.db.write(lambda tx: _noop(tx))  # flush: every queued write committed
-    log.info("stopped")
+    log.info("stopped", extra={"commits": ctx.db.commits, "jobs": ctx.db.jobs_committed})
     return 0
 
 

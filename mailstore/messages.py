@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from mailstore.crypto import aad_for, open_sealed, seal
 from mailstore.db import Tx
@@ -63,16 +63,29 @@ def store_blob(
     cipher = keystore.cipher(conn, account_id)
     blob_id = secrets.token_hex(16)
     conn.execute(
-        insert(blob).values(
-            id=blob_id,
-            account_id=account_id,
-            size=len(raw),
-            body=seal(cipher, body_aad(blob_id, account_id), raw),
-            meta=seal(cipher, meta_aad(blob_id, account_id), index_json),
-            created_at=datetime.now(UTC),
-        )
+        _INSERT_BLOB,
+        {
+            "id": blob_id,
+            "account_id": account_id,
+            "size": len(raw),
+            "body": seal(cipher, body_aad(blob_id, account_id), raw),
+            "meta": seal(cipher, meta_aad(blob_id, account_id), index_json),
+            "created_at": datetime.now(UTC),
+        },
     )
     return blob_id
+
+
+# Statements built once: on the hot path SQLAlchemy then only looks up their compiled form
+# instead of constructing and cache-keying a new statement per message.
+_INSERT_BLOB = insert(blob)
+_INSERT_MESSAGE = insert(message)
+_NEXT_UID = (
+    update(mailbox)
+    .where(mailbox.c.id == bindparam("mailbox_id"))
+    .values(uidnext=mailbox.c.uidnext + 1, highestmodseq=mailbox.c.highestmodseq + 1)
+    .returning(mailbox.c.uidnext, mailbox.c.highestmodseq)
+)
 
 
 def place_blob(
@@ -86,26 +99,22 @@ def place_blob(
     recent: bool = True,
 ) -> tuple[int, int]:
     """Give a blob a UID and MODSEQ in a mailbox; return ``(uid, modseq)``."""
-    row = conn.execute(
-        update(mailbox)
-        .where(mailbox.c.id == mailbox_id)
-        .values(uidnext=mailbox.c.uidnext + 1, highestmodseq=mailbox.c.highestmodseq + 1)
-        .returning(mailbox.c.uidnext, mailbox.c.highestmodseq)
-    ).first()
+    row = conn.execute(_NEXT_UID, {"mailbox_id": mailbox_id}).first()
     if row is None:
         raise MailboxNotFound(f"mailbox {mailbox_id} does not exist")
     uid, modseq = int(row[0]) - 1, int(row[1])
     conn.execute(
-        insert(message).values(
-            mailbox_id=mailbox_id,
-            uid=uid,
-            modseq=modseq,
-            flags=normalise_flags(flags),
-            internal_date=internal_date or datetime.now(UTC),
-            size=size,
-            blob_id=blob_id,
-            recent=recent,
-        )
+        _INSERT_MESSAGE,
+        {
+            "mailbox_id": mailbox_id,
+            "uid": uid,
+            "modseq": modseq,
+            "flags": normalise_flags(flags),
+            "internal_date": internal_date or datetime.now(UTC),
+            "size": size,
+            "blob_id": blob_id,
+            "recent": recent,
+        },
     )
     return uid, modseq
 

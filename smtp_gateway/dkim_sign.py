@@ -35,15 +35,16 @@ _WSP_RUN = re.compile(rb"[ \t]+")
 _FOLD = re.compile(rb"\r\n(?=[ \t])")
 
 
+_TRAILING_WSP = re.compile(rb"[ \t]+(?=\r\n|$)")
+
+
 def relaxed_body(body: bytes) -> bytes:
     """RFC 6376 §3.4.4: collapse WSP runs, strip trailing WSP, drop trailing empty lines."""
-    lines = body.split(b"\r\n")
-    out = [_WSP_RUN.sub(b" ", line).rstrip(b" ") for line in lines]
-    while out and out[-1] == b"":
-        out.pop()
-    if not out:
-        return b""
-    return b"\r\n".join(out) + b"\r\n"
+    body = _WSP_RUN.sub(b" ", body)
+    body = _TRAILING_WSP.sub(b"", body)
+    body = body.rstrip(b"\r\n")
+    # rstrip took every trailing CR and LF: put back the one CRLF that ends the last line.
+    return body + b"\r\n" if body else b""
 
 
 def relaxed_header(name: bytes, value: bytes) -> bytes:
