@@ -31,6 +31,9 @@ def register(sub: Any) -> None:
     add.add_argument("--kind", choices=KINDS, default="professional")
     add.add_argument("--national-id", default=None,
                      help="practitioner national identifier (8+RPPS or 0+ADELI)")
+    add.add_argument("--from-directory", action="store_true",
+                     help="take name, kind and identifier from the directory's entry for "
+                          "ADDRESS (it must be an active PER/ORG/APP/CAB mailbox)")
     _password_options(add)
     add.set_defaults(func=cmd_add)
 
@@ -94,9 +97,13 @@ def cmd_add(args: argparse.Namespace) -> int:
     ctx = _with_ctx(args)
     try:
         def job(tx: Tx) -> accounts.Account:
+            kind, name, national_id = args.kind, args.name, args.national_id
+            if args.from_directory:
+                kind, name, national_id = _from_directory(tx, args.address)
+                name = args.name or name
             acc = accounts.create_account(
-                tx.conn, ctx.keystore, address=args.address, kind=args.kind,
-                display_name=args.name, password=password, rpps=args.national_id,
+                tx.conn, ctx.keystore, address=args.address, kind=kind,
+                display_name=name, password=password, rpps=national_id,
             )
             _journal(ctx, tx, acc.address, "created")
             return acc
@@ -110,6 +117,19 @@ def cmd_add(args: argparse.Namespace) -> int:
     if generated:
         print(f"password (shown once): {password}")
     return 0
+
+
+def _from_directory(tx: Tx, address: str) -> tuple[str, str, str | None]:
+    """(kind, display name, national id) from the directory entry of ``address``."""
+    from directory import lookup
+
+    entry = lookup.mailbox(tx.conn, address)
+    if entry is None:
+        raise CliError(f"{address} is not in the directory (import the extracts first)")
+    if not entry.active or entry.mailbox_type not in lookup.REFERENCED_TYPES:
+        raise CliError(f"{address}: the directory's mailbox is not active")
+    kind = "professional" if entry.mailbox_type in ("PER", "CAB") else "organisation"
+    return kind, entry.display_name, entry.national_id
 
 
 def cmd_passwd(args: argparse.Namespace) -> int:

@@ -194,6 +194,8 @@ def demo_banner(
         f"port {subs.port} (TLS), AUTH PLAIN/LOGIN",
         f"  IMAP           : {cfg.imap.listen[0].host} port {cfg.imap.listen[0].port} (STARTTLS), "
         f"port {cfg.imap.implicit_tls_listen[0].port} (TLS)",
+        f"  HTTPS API      : https://localhost:{cfg.web.listen[0].port}/api/directory?q=… "
+        "(HTTP Basic, a professional's address and password)",
         f"  MTA (operators): port {cfg.mta.listen[0].port} (STARTTLS, client certificate)",
     ]
     if created:

@@ -102,6 +102,12 @@ class DkimSection:
 
 
 @dataclass(frozen=True)
+class WebSection:
+    #: HTTPS listeners (the directory's JSON API; the webmail later). Port 443 in production.
+    listen: list[Listen] = field(default_factory=lambda: [Listen("127.0.0.1", 443)])
+
+
+@dataclass(frozen=True)
 class SubmissionSection:
     #: STARTTLS listeners (RFC 6409; port 587 in production).
     listen: list[Listen] = field(default_factory=lambda: [Listen("127.0.0.1", 587)])
@@ -255,6 +261,7 @@ class Config:
     keys: KeysSection = field(default_factory=KeysSection)
     dkim: DkimSection = field(default_factory=DkimSection)
     submission: SubmissionSection = field(default_factory=SubmissionSection)
+    web: WebSection = field(default_factory=WebSection)
     auth: AuthSection = field(default_factory=AuthSection)
     audit: AuditSection = field(default_factory=AuditSection)
     policy: PolicySection = field(default_factory=PolicySection)

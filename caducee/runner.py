@@ -39,10 +39,11 @@ from smtp_gateway.queue_runner import QueueRunner, RunnerSettings
 from smtp_gateway.recipients import RecipientResolver
 from smtp_gateway.smtp_server import SmtpService, start_submission
 from smtp_gateway.submission import SubmissionHandler, SubmissionSettings
+from webmail.server import create_app, start_web
 
 log = logging.getLogger("caducee.run")
 
-ALL_SERVICES = ("submission", "imap", "mta", "queue")
+ALL_SERVICES = ("submission", "imap", "web", "mta", "queue")
 
 
 class Service(Protocol):
@@ -223,6 +224,13 @@ async def start_platform(ctx: Context, services: tuple[str, ...] = ALL_SERVICES)
         )
         platform.services["imap"] = imap
         platform.ports["imap"] = [p for _, p in imap.addresses + imap.tls_addresses]
+    if "web" in services:
+        web = await start_web(
+            create_app(ctx.db.engine, authenticator),
+            listen=[(a.host, a.port) for a in cfg.web.listen], ssl_context=tls,
+        )
+        platform.services["web"] = web
+        platform.ports["web"] = web.ports
     if "mta" in services:
         mta = await start_mta_service(ctx, gate, resolver, delivery, tls, sink)
         platform.services["mta"] = mta

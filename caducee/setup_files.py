@@ -80,6 +80,9 @@ implicit_tls_listen = ["{h}:{opts.port('submissions')}"]  # implicit TLS (RFC 83
 listen = ["{h}:{opts.port('imap')}"]                  # STARTTLS (RFC 3501)
 implicit_tls_listen = ["{h}:{opts.port('imaps')}"]    # implicit TLS (RFC 8314)
 
+[web]
+listen = ["{h}:{opts.port('web')}"]                   # HTTPS: /api/directory
+
 [mta]
 listen = ["{h}:{opts.port('mta')}"]   # other operators (port 25 in production), STARTTLS
 require_client_certificate = true   # mutual TLS: a certificate of tls.client_ca

@@ -117,3 +117,18 @@ def test_demo_prepares_everything_and_is_idempotent(tmp_path: Path) -> None:
     assert "activation code" not in again.stdout
     found = run("-c", str(d / "caducee.toml"), "directory", "search", "lefevre")
     assert found.returncode == 0 and "paul.lefevre@demo.mssante.fr" in found.stdout
+
+
+def test_account_from_directory(tmp_path: Path) -> None:
+    d = tmp_path / "dir"
+    assert run("init", str(d), "--port-base", "22000").returncode == 0
+    cfg = str(d / "caducee.toml")
+    demo = Path(__file__).resolve().parents[2] / "conf" / "demo"
+    imp = run("-c", cfg, "directory", "import", *map(str, sorted(demo.glob("*_demo.txt"))))
+    assert imp.returncode == 0, imp.stderr
+    r = run("-c", cfg, "account", "add", "paul.lefevre@demo.mssante.fr", "--from-directory")
+    assert r.returncode == 0, r.stderr
+    listing = run("-c", cfg, "account", "list").stdout
+    assert "paul.lefevre@demo.mssante.fr" in listing and "LEFÈVRE" in listing
+    missing = run("-c", cfg, "account", "add", "nobody@demo.mssante.fr", "--from-directory")
+    assert missing.returncode == 1 and "not in the directory" in missing.stderr

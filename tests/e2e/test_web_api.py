@@ -1,0 +1,60 @@
+"""The HTTPS service of `caducee run`: the directory's JSON API, with curl and httpx."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import subprocess
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.support.platform import InProcessPlatform, PlatformDir, make_platform_dir
+
+DOCTOR = "claire.martin@demo.mssante.fr"
+PASSWORD = "web-api-password-1"
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PlatformDir, int]]:
+    pdir = make_platform_dir(tmp_path_factory.mktemp("web"))
+    pdir.add_account(DOCTOR, PASSWORD)
+    plat = InProcessPlatform(pdir).start()
+    assert plat.platform is not None
+    yield pdir, plat.platform.ports["web"][0]
+    plat.stop()
+
+
+def test_curl_searches_the_directory_over_tls(live) -> None:
+    pdir, port = live
+    r = subprocess.run(
+        ["curl", "-sS", "--cacert", str(pdir.ca), "-u", f"{DOCTOR}:{PASSWORD}",
+         f"https://127.0.0.1:{port}/api/directory?q=claire"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert r.returncode == 0, r.stderr
+    body = json.loads(r.stdout)
+    addresses = {m["address"] for hit in body["results"] for m in hit["mailboxes"]}
+    assert DOCTOR in addresses, body
+
+
+def test_refusals_in_french_and_security_headers(live) -> None:
+    pdir, port = live
+    with httpx.Client(verify=ssl.create_default_context(cafile=str(pdir.ca)), base_url=f"https://127.0.0.1:{port}") as client:
+        anon = client.get("/api/directory", params={"q": "martin"})
+        assert anon.status_code == 401
+        assert "Authentification requise" in anon.text
+        wrong = client.get("/api/directory", params={"q": "martin"}, auth=(DOCTOR, "nope"))
+        assert wrong.status_code == 401
+        ok = client.get("/healthz")
+        assert ok.headers["strict-transport-security"].startswith("max-age=")
+        assert ok.headers["x-content-type-options"] == "nosniff"
+
+
+def test_tls_1_1_refused(live) -> None:
+    _, port = live
+    r = subprocess.run(["openssl", "s_client", "-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0",
+                        "-connect", f"127.0.0.1:{port}"], input=b"", capture_output=True,
+                       timeout=30)
+    assert b"Cipher is (NONE)" in r.stdout + r.stderr
