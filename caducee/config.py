@@ -178,7 +178,7 @@ class PolicySection:
 
 @dataclass(frozen=True)
 class DirectorySection:
-    """The directory of practitioners (directory/, docs/directory.md)."""
+    """The directory of practitioners (directory/, README «Directory»)."""
 
     #: A wrong check digit (Luhn) in an extract is reported, not rejected (DOMAIN.md §3).
     lenient_identifiers: bool = True
@@ -230,7 +230,7 @@ class OutboundSection:
 
 @dataclass(frozen=True)
 class ImapSection:
-    """The IMAP server (mailstore/imap/, docs/imap-clients.md)."""
+    """The IMAP server (mailstore/imap/, README «Connecting a mail client»)."""
 
     #: STARTTLS listeners (RFC 3501; port 143 in production).
     listen: list[Listen] = field(default_factory=lambda: [Listen("127.0.0.1", 143)])
