@@ -106,9 +106,12 @@ ensure_venv() {
         fi
         rm -f "$STAMP"
     fi
-    want="$(sha256sum "$REPO_ROOT/pyproject.toml" | cut -d' ' -f1)"
+    # pyproject.toml and the list of top-level packages: an editable install maps the
+    # packages that existed when it ran, so a new package needs a new install.
+    want="$( { cat "$REPO_ROOT/pyproject.toml"; ls -d "$REPO_ROOT"/*/__init__.py; } \
+        | sha256sum | cut -d' ' -f1)"
     have="$(cat "$STAMP" 2>/dev/null || true)"
-    # The stamp is "<hash of pyproject.toml> <extras>"; an install with the test extra
+    # The stamp is "<hash> <extras>"; an install with the test extra
     # also serves a caller that wants no extra.
     if [ "$have" = "$want $extras" ] || { [ -z "$extras" ] && [ "${have%% *}" = "$want" ]; }; then
         return 0
