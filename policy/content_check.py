@@ -26,6 +26,7 @@ _PDF_ACTIVE = frozenset({"JavaScript", "JS", "Launch", "EmbeddedFile", "Embedded
                          "RichMedia"})
 _PDF_NAME = re.compile(rb"/([^\s/<>\[\]()%{}]{1,64})")
 _PDF_HEX_ESCAPE = re.compile(rb"#([0-9A-Fa-f]{2})")
+_PDF_STREAM = re.compile(rb"\bstream\r?\n.*?\bendstream\b", re.S)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +86,12 @@ def check_content(
 def pdf_active_content(data: bytes) -> str | None:
     """The first PDF name that starts code or embeds a file, or ``None``.
 
-    Names are compared after decoding ``#xx`` escapes (ISO 32000-1 §7.3.5). Content inside
-    compressed object streams is not seen: this is a screen, not a proof.
+    Names are compared after decoding ``#xx`` escapes (ISO 32000-1 §7.3.5). Stream data
+    (ISO 32000-1 §7.3.8: between ``stream`` and ``endstream``) is skipped: compressed bytes
+    may contain ``/JS`` by chance. Names inside compressed object streams are therefore not
+    seen: this is a screen, not a proof.
     """
-    for m in _PDF_NAME.finditer(data):
+    for m in _PDF_NAME.finditer(_PDF_STREAM.sub(b" ", data)):
         raw = m.group(1)
         if b"#" in raw:
             raw = _PDF_HEX_ESCAPE.sub(lambda e: bytes([int(e.group(1), 16)]), raw)

@@ -95,6 +95,10 @@ CORPUS: list[tuple[str, Callable[[], bytes], str, str, Reason, str]] = [
                                                        b"/Type /Catalog /AA << /S /J#61vaScript"
                                                        b" >>"),
      "application/pdf", "doc.pdf", REFUSED, "active content (/JavaScript)"),
+    ("pdf with /JS bytes inside stream data", lambda: c.pdf().replace(
+        b"/Type /Catalog", b"/Type /Catalog >> endobj 9 0 obj << /Length 12 >>\nstream\n"
+                           b"\x8f/JS \x01/Launch\nendstream\nendobj 10 0 obj <<"),
+     "application/pdf", "doc.pdf", OK, ""),
     ("pdf named exe", c.pdf, "application/pdf", "rapport.pdf.exe", REFUSED, "extension .exe"),
     ("rtlo trick", c.pdf, "application/pdf", "rapport\u202efdp.exe", REFUSED, "extension .exe"),
     ("unknown binary", lambda: bytes(range(256)) * 4, "application/octet-stream", "blob.bin",
