@@ -4,12 +4,14 @@ Message sequence numbers are positions in :attr:`SelectedMailbox.uids`. Changes 
 others are found by MODSEQ (flags, arrivals) and by count (expunges) and reported as
 untagged ``EXPUNGE`` / ``EXISTS`` / ``RECENT`` / ``FETCH`` responses — expunges only when
 the current command allows them (RFC 3501 §7.4.1: not during FETCH, STORE or SEARCH).
-The state is small: the UIDs as a packed array, a few counters, the recent set.
+The state is small: the UIDs as a packed array shared between connections (copy on
+write), a few counters, the recent set.
 """
 
 from __future__ import annotations
 
 from array import array
+import weakref
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 
@@ -20,10 +22,27 @@ from mailstore.imap_messages import FlagChange, Selection
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 
 
+#: UID arrays by (mailbox, count, last UID): connections that select the same mailbox state
+#: share one array until one of them changes it.
+_SHARED: weakref.WeakValueDictionary[tuple[int, int, int], array[int]] = (
+    weakref.WeakValueDictionary()
+)
+
+
+def _shared_uids(mailbox_id: int, uids: Sequence[int]) -> array[int]:
+    arr = array("I", uids)  # UIDs are 32-bit (RFC 3501 §2.3.1.1)
+    key = (mailbox_id, len(arr), arr[-1] if arr else 0)
+    known = _SHARED.get(key)
+    if known is not None and known == arr:
+        return known
+    _SHARED[key] = arr
+    return arr
+
+
 class SelectedMailbox:
     __slots__ = (
         "condstore", "id", "keywords", "known_modseq", "name", "own_modseqs", "pending_expunge",
-        "readonly", "recent", "uidnext", "uids", "uidvalidity",
+        "readonly", "recent", "uidnext", "uids", "uidvalidity", "_owned",
     )
 
     def __init__(
@@ -36,7 +55,10 @@ class SelectedMailbox:
         self.uidvalidity = info.uidvalidity
         self.uidnext = info.uidnext
         self.known_modseq = info.highestmodseq
-        self.uids = array("Q", selection.uids)
+        #: Shared with every connection that selected the same state of this mailbox
+        #: (copy on write): 1,000 clients idling on a 10,000-message INBOX keep one array.
+        self.uids = _shared_uids(info.id, selection.uids)
+        self._owned = False
         self.recent: set[int] = set(recent)
         self.condstore = condstore
         self.keywords: set[str] = set(selection.keywords)
@@ -44,6 +66,11 @@ class SelectedMailbox:
         self.own_modseqs: set[int] = set()
         #: UIDs expunged by others, not yet announced (sequence numbers still count them).
         self.pending_expunge: set[int] = set()
+
+    def _writable(self) -> None:
+        if not self._owned:
+            self.uids = array("I", self.uids)
+            self._owned = True
 
     # -- numbering -----------------------------------------------------------------------
 
@@ -79,6 +106,7 @@ class SelectedMailbox:
         for uid in sorted(set(uids), reverse=True):
             seq = self.seq_of(uid)
             if seq is not None:
+                self._writable()
                 del self.uids[seq - 1]
                 seqs.append(seq)
             self.recent.discard(uid)
@@ -112,6 +140,7 @@ class SelectedMailbox:
         top = self.max_uid()
         new = [c for c in changes if c.uid > top]
         if new:
+            self._writable()
             self.uids.extend(c.uid for c in new)
             self.recent.update(recent_claimed)
             out.append(b"* %d EXISTS\r\n" % self.exists)
