@@ -20,6 +20,7 @@ from policy.decision import Reason
 from policy.messages_fr import explain
 from smtp_gateway import replies
 from smtp_gateway.patient_send import Attachment, PatientMessage, SendRefused
+from tests.support.net import wait_for
 from tests.support.platform import InProcessPlatform, PlatformDir, make_platform_dir
 
 DR_MARTIN = "claire.martin@demo.mssante.fr"
@@ -218,3 +219,43 @@ def test_untrusted_domain_refused(live) -> None:
         assert s.docmd("MAIL", f"FROM:<{DR_MARTIN}>")[0] == 250
         code, text = s.docmd("RCPT", "TO:<dr.who@gmail.com>")
         assert (code, text) == (550, b"5.7.1 Domain is outside the trust space")
+
+
+def test_patient_data_journaled_and_visible_in_the_access_log(live) -> None:
+    import imaplib
+
+    from audit.access_log import Resolution, access_log
+    from directory import lookup
+
+    pdir, plat = live
+    smtp_send(pdir, DR_LEFEVRE, PATIENT, "Bilan cardiologique")
+    assert not isinstance(patient_send(plat, pdir, DR_LEFEVRE, "Question patiente"), SendRefused)
+    imap = imaplib.IMAP4("127.0.0.1", pdir.ports["imap"])
+    imap.starttls(ssl.create_default_context(cafile=str(pdir.ca)))
+    imap.login(DR_LEFEVRE, PASSWORD)
+    imap.select("INBOX")
+    typ, data = imap.fetch("1:*", "(BODY.PEEK[])")
+    assert typ == "OK" and any(b"Question patiente" in part[1] for part in data
+                               if isinstance(part, tuple))
+    imap.logout()
+
+    ctx = pdir.context()
+    try:
+        def resolve(event):  # the webmail resolves names from the directory at read time
+            entry = ctx.db.read_sync(lambda c: lookup.mailbox(c, event.actor))
+            return Resolution(name=entry.display_name if entry else event.actor,
+                              profession="", title="")
+
+        def journal_ready():
+            records = ctx.db.read_sync(lambda c: access_log(
+                c, INS, resolve, actions=("patient_data.read", "message.delivered")))
+            reads = [r for r in records if r.actor == DR_LEFEVRE and r.protocol == "imap"]
+            return records if reads else None
+
+        records = wait_for(journal_ready, 10, "the read in the journal")
+    finally:
+        ctx.close()
+    delivered = [r for r in records if r.action == "message.delivered"]  # type: ignore[union-attr]
+    assert delivered, "the delivery to the patient is journaled with the patient's INS"
+    reads = [r for r in records if r.action == "patient_data.read"]  # type: ignore[union-attr]
+    assert any(r.who == DR_LEFEVRE.split("@")[0] or r.actor == DR_LEFEVRE for r in reads)
