@@ -8,6 +8,7 @@ import ssl
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -252,10 +253,10 @@ def test_patient_data_journaled_and_visible_in_the_access_log(live) -> None:
             reads = [r for r in records if r.actor == DR_LEFEVRE and r.protocol == "imap"]
             return records if reads else None
 
-        records = wait_for(journal_ready, 10, "the read in the journal")
+        records: Any = wait_for(journal_ready, 10, "the read in the journal")
     finally:
         ctx.close()
-    delivered = [r for r in records if r.action == "message.delivered"]  # type: ignore[union-attr]
+    delivered = [r for r in records if r.action == "message.delivered"]
     assert delivered, "the delivery to the patient is journaled with the patient's INS"
-    reads = [r for r in records if r.action == "patient_data.read"]  # type: ignore[union-attr]
+    reads = [r for r in records if r.action == "patient_data.read"]
     assert any(r.who == DR_LEFEVRE.split("@")[0] or r.actor == DR_LEFEVRE for r in reads)
