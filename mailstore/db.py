@@ -9,7 +9,8 @@ Design (ARCHITECTURE.md §4 and §10):
   transaction, commits (one fsync for the whole batch), and only then resolves each
   caller's future. A job that raises is rolled back alone (the batch is replayed with one
   SAVEPOINT per job); a failed commit fails the whole batch. This is *group commit*:
-  many concurrent SMTP transactions share one fsync, and nobody is told "done" before the data is durable.
+  many concurrent SMTP transactions share one fsync, and nobody is told "done" before the
+  data is durable.
 * Reads run on a small thread pool, each on its own pooled connection (SQLite WAL lets
   readers proceed while the writer commits).
 * After-commit callbacks (IDLE notifications, queue wake-ups) run on the event loop once the

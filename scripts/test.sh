@@ -15,7 +15,8 @@ cd "$REPO_ROOT"
 
 ensure_debian_packages \
     postgresql postfix dovecot-imapd dovecot-lmtpd swaks isync neomutt tmux \
-    opendkim-tools gnupg chromium curl openssl sqlite3 unbound nsd
+    opendkim-tools gnupg chromium curl openssl sqlite3 unbound nsd \
+    libnet-ssleay-perl libauthen-sasl-perl
 ensure_venv test
 
 status=0
@@ -24,6 +25,11 @@ if [ -z "${CADUCEE_SKIP_LINT:-}" ]; then
     "$VENV/bin/ruff" check . || status=1
     log "mypy"
     "$VENV/bin/mypy" . || status=1
+fi
+# The full suite runs on both cores (tests use free ports and private temp dirs); one
+# worker per module keeps module-scoped platforms from starting twice.
+if [ "$#" -eq 0 ]; then
+    set -- -n 2 --dist loadscope
 fi
 log "pytest $*"
 "$VENV/bin/pytest" "$@" || status=$?

@@ -10,8 +10,8 @@ write), a few counters, the recent set.
 
 from __future__ import annotations
 
-from array import array
 import weakref
+from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 
@@ -41,8 +41,19 @@ def _shared_uids(mailbox_id: int, uids: Sequence[int]) -> array[int]:
 
 class SelectedMailbox:
     __slots__ = (
-        "condstore", "id", "keywords", "known_modseq", "name", "own_modseqs", "pending_expunge",
-        "readonly", "recent", "uidnext", "uids", "uidvalidity", "_owned",
+        "_owned",
+        "condstore",
+        "id",
+        "keywords",
+        "known_modseq",
+        "name",
+        "own_modseqs",
+        "pending_expunge",
+        "readonly",
+        "recent",
+        "uidnext",
+        "uids",
+        "uidvalidity",
     )
 
     def __init__(

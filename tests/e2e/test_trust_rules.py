@@ -27,6 +27,7 @@ from tests.support.platform import InProcessPlatform, PlatformDir, make_platform
 DR_MARTIN = "claire.martin@demo.mssante.fr"
 DR_LEFEVRE = "paul.lefevre@demo.mssante.fr"
 NURSE = "sophie.bernard@demo.mssante.fr"
+CARDIO = "luc.cardio@demo.mssante.fr"  # only the access-log test writes as this one
 UNLISTED = "not.listed@demo.mssante.fr"
 INS = "279035121518989"
 PATIENT = f"{INS}@patient.demo.mssante.fr"
@@ -39,7 +40,7 @@ def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
 ]:
     url = request.getfixturevalue("pg_server").create_database() if request.param == "postgresql" else ""
     pdir = make_platform_dir(tmp_path_factory.mktemp("rules"), url)
-    for address in (DR_MARTIN, DR_LEFEVRE, NURSE):
+    for address in (DR_MARTIN, DR_LEFEVRE, NURSE, CARDIO):
         pdir.add_account(address, PASSWORD)
     pdir.add_account(UNLISTED, PASSWORD, referenced=False)
     ctx = pdir.context()
@@ -229,11 +230,11 @@ def test_patient_data_journaled_and_visible_in_the_access_log(live) -> None:
     from directory import lookup
 
     pdir, plat = live
-    smtp_send(pdir, DR_LEFEVRE, PATIENT, "Bilan cardiologique")
-    assert not isinstance(patient_send(plat, pdir, DR_LEFEVRE, "Question patiente"), SendRefused)
+    smtp_send(pdir, CARDIO, PATIENT, "Bilan cardiologique")
+    assert not isinstance(patient_send(plat, pdir, CARDIO, "Question patiente"), SendRefused)
     imap = imaplib.IMAP4("127.0.0.1", pdir.ports["imap"])
     imap.starttls(ssl.create_default_context(cafile=str(pdir.ca)))
-    imap.login(DR_LEFEVRE, PASSWORD)
+    imap.login(CARDIO, PASSWORD)
     imap.select("INBOX")
     typ, data = imap.fetch("1:*", "(BODY.PEEK[])")
     assert typ == "OK" and any(b"Question patiente" in part[1] for part in data
@@ -250,7 +251,7 @@ def test_patient_data_journaled_and_visible_in_the_access_log(live) -> None:
         def journal_ready():
             records = ctx.db.read_sync(lambda c: access_log(
                 c, INS, resolve, actions=("patient_data.read", "message.delivered")))
-            reads = [r for r in records if r.actor == DR_LEFEVRE and r.protocol == "imap"]
+            reads = [r for r in records if r.actor == CARDIO and r.protocol == "imap"]
             return records if reads else None
 
         records: Any = wait_for(journal_ready, 10, "the read in the journal")
@@ -259,4 +260,4 @@ def test_patient_data_journaled_and_visible_in_the_access_log(live) -> None:
     delivered = [r for r in records if r.action == "message.delivered"]
     assert delivered, "the delivery to the patient is journaled with the patient's INS"
     reads = [r for r in records if r.action == "patient_data.read"]
-    assert any(r.who == DR_LEFEVRE.split("@")[0] or r.actor == DR_LEFEVRE for r in reads)
+    assert any(r.who == CARDIO.split("@")[0] or r.actor == CARDIO for r in reads)
