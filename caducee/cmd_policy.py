@@ -13,6 +13,7 @@ from audit.events import Action, AuditEvent
 from caducee import config as config_mod
 from caducee.cli import CliError
 from caducee.context import Context, open_context
+from directory import lookup as directory_lookup
 from mailstore import policy_patients, policy_store, policy_trust
 from mailstore.accounts import AccountError, get_by_address
 from mailstore.db import Tx
@@ -21,6 +22,7 @@ from mailstore.policy_store import PolicyStoreError
 from mailstore.policy_trust import MANUAL_SOURCE, TrustStoreError
 from mailstore.trust_refresh import TrustSourceError, fetch_source, resolve_source
 from policy.domains import display_domain
+from policy.patients import check_pharmacy
 from policy.trust_list import TrustListError, parse_trust_list
 
 T = TypeVar("T")
@@ -264,6 +266,11 @@ def cmd_patient_pharmacy(args: argparse.Namespace) -> int:
 
         def job(tx: Tx) -> bool:
             if args.action == "grant":
+                # DOMAIN.md §5: only an active ORG mailbox of a pharmacist structure.
+                entry = directory_lookup.mailbox(tx.conn, args.pharmacy)
+                problem = check_pharmacy(entry.fact() if entry is not None else None)
+                if problem is not None:
+                    raise CliError(f"cannot grant {args.pharmacy}: {problem}")
                 expires = now + timedelta(days=args.days) if args.days > 0 else None
                 policy_store.grant_pharmacy(
                     tx.conn, patient_ins=ins, pharmacy=args.pharmacy, granted_by=ACTOR, at=now,

@@ -55,6 +55,9 @@ def test_patient_add_activate_show(cfg: str, capsys: pytest.CaptureFixture[str],
     assert code == 0, err
     assert "activated" in out
 
+    code, _, err = run(cfg, capsys, "directory", "add", "mailbox", "officine@pharma.mssante.fr",
+                       "--type", "ORG", "--structure", "Pharmacie du Port", "--profession", "21")
+    assert code == 0, err
     code, out, err = run(cfg, capsys, "patient", "pharmacy", "grant", "--ins", INS_CORSICA,
                          "--pharmacy", "officine@pharma.mssante.fr", "--days", "30")
     assert code == 0, err
@@ -71,6 +74,51 @@ def test_patient_add_activate_show(cfg: str, capsys: pytest.CaptureFixture[str],
     assert code == 1 and "no pharmacy grant in force" in err
     code, _, err = run(cfg, capsys, "patient", "show", "--ins", make_ins("2991299999999"))
     assert code == 1 and "no patient" in err
+
+
+def test_pharmacy_grant_needs_a_pharmacy_of_the_directory(
+    cfg: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """DOMAIN.md §5: the grant is for an active ORG mailbox of a pharmacist structure only."""
+    ins = make_ins("2870675123456")
+    code, _, err = run(cfg, capsys, "patient", "add", "--ins", ins, "--name", "P",
+                       "--email", "p@example.org")
+    assert code == 0, err
+
+    def grant(address: str) -> tuple[int, str]:
+        code, _, err = run(cfg, capsys, "patient", "pharmacy", "grant", "--ins", ins,
+                           "--pharmacy", address)
+        return code, err
+
+    def directory(*args: str) -> None:
+        code, _, err = run(cfg, capsys, "directory", *args)
+        assert code == 0, err
+
+    code, err = grant("absente@pharma.mssante.fr")
+    assert code == 1 and "not in the directory" in err
+    # A structure's mailbox, but not a pharmacist's.
+    directory("add", "mailbox", "accueil@clinique.mssante.fr", "--type", "ORG",
+              "--structure", "Clinique", "--profession", "10")
+    code, err = grant("accueil@clinique.mssante.fr")
+    assert code == 1 and "not an organisational mailbox of a pharmacy" in err
+    # A pharmacist's personal mailbox is not the pharmacy.
+    directory("add", "mailbox", "p.pharmacien@pharma.mssante.fr", "--type", "PER",
+              "--national-id", "810000000003", "--last-name", "Pharmacien",
+              "--profession", "21")
+    code, err = grant("p.pharmacien@pharma.mssante.fr")
+    assert code == 1 and "not an organisational mailbox of a pharmacy" in err
+    # The pharmacy itself: granted; once deactivated in the directory: refused.
+    directory("add", "mailbox", "Officine.Gare@pharma.mssante.fr", "--type", "ORG",
+              "--structure", "Pharmacie de la Gare", "--profession", "21")
+    code, err = grant("officine.gare@pharma.mssante.fr")
+    assert code == 0, err
+    directory("deactivate", "officine.gare@pharma.mssante.fr")
+    code, err = grant("officine.gare@pharma.mssante.fr")
+    assert code == 1 and "no longer in the directory" in err
+    code, out, _ = run(cfg, capsys, "patient", "show", "--ins", ins)
+    assert code == 0
+    assert out.count("officine.gare@pharma.mssante.fr") == 1  # only the first grant
+    assert "accueil@clinique" not in out and "p.pharmacien" not in out
 
 
 def test_patient_reissue(cfg: str, capsys: pytest.CaptureFixture[str]) -> None:
