@@ -127,6 +127,17 @@ def read_file(path: Path) -> Iterator[FileLine]:
                 yield FileLine(lineno, None, text)
 
 
+def create_file(path: Path) -> None:
+    """Create the (empty) checkpoint file if it does not exist, at installation: from then
+    on, its absence is evidence that ``verify`` reports."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def append_file(path: Path, checkpoints: list[Checkpoint]) -> None:
     """Append lines with ``O_APPEND`` (one write per line, atomic for small writes), fsync."""
     if not checkpoints:

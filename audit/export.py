@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,8 +68,13 @@ def export(
     until: datetime | None = None,
     patient_ins: str | None = None,
     journal_key: Ed25519PublicKey | None = None,
+    retired_keys: Sequence[Ed25519PublicKey] = (),
 ) -> ExportResult:
-    """Write the entries with ``since <= at < until`` (and ``patient_ins``) to ``out``."""
+    """Write the entries with ``since <= at < until`` (and ``patient_ins``) to ``out``.
+
+    ``journal_key`` is the current journal public key; ``retired_keys`` those it replaced
+    (``caducee audit rotate-key``), listed too so that older checkpoints can be checked.
+    """
     out = Path(out)
     tmp = out.with_name(out.name + ".part")
     q = build_query(since=since, until=until, patient_ins=patient_ins)
@@ -84,10 +89,12 @@ def export(
             "patient_ins": patient_ins,
             "journal_key_id": key_id(journal_key) if journal_key else None,
             "journal_public_key": public_pem(journal_key) if journal_key else None,
-            "hash": "sha256(bytes.fromhex(prev) + canonical), canonical = compact ASCII JSON "
-                    "of [seq, at, action, actor, outcome, reason, message_id, document_id, "
-                    "queue_id, patient_ins, client_ip, protocol, compact JSON text of "
-                    "object_ids]",
+            "retired_journal_public_keys": {key_id(k): public_pem(k) for k in retired_keys},
+            "hash": "sha256(bytes.fromhex(prev) + canonical), canonical = the UTF-8 bytes "
+                    "of the compact JSON array (separators ',' ':', non-ASCII characters "
+                    "written as themselves, not \\u-escaped) of [seq, at, action, actor, "
+                    "outcome, reason, message_id, document_id, queue_id, patient_ins, "
+                    "client_ip, protocol, compact JSON text of object_ids]",
         }
         f.write(dumps(header) + "\n")
         for seq, _hash, line in _entry_lines(conn, q):
@@ -140,12 +147,8 @@ def check_export(path: Path, keys: Mapping[str, Ed25519PublicKey] | None = None)
             except (ValueError, KeyError, TypeError):
                 result.problems.append(f"ligne {lineno} : illisible")
                 continue
-            if kind == "header" and not ring and d.get("journal_public_key"):
-                from cryptography.hazmat.primitives.serialization import load_pem_public_key
-
-                loaded = load_pem_public_key(d["journal_public_key"].encode("ascii"))
-                if isinstance(loaded, Ed25519PublicKey):
-                    ring[key_id(loaded)] = loaded
+            if kind == "header" and not keys:
+                ring.update(_header_keys(d))
             elif kind == "entry":
                 result.entries += 1
                 seq = int(d["seq"])
@@ -178,3 +181,24 @@ def check_export(path: Path, keys: Mapping[str, Ed25519PublicKey] | None = None)
                     result.problems.append(f"ligne {lineno} : l'entrée {cp.seq} diffère du "
                                            "point de contrôle signé")
     return result
+
+
+def _header_keys(header: dict[str, Any]) -> dict[str, Ed25519PublicKey]:
+    """The journal public keys (current and retired) named by an export's header."""
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    pems = [header.get("journal_public_key")]
+    retired = header.get("retired_journal_public_keys")
+    if isinstance(retired, dict):
+        pems += list(retired.values())
+    ring: dict[str, Ed25519PublicKey] = {}
+    for pem in pems:
+        if not isinstance(pem, str):
+            continue
+        try:
+            loaded = load_pem_public_key(pem.encode("ascii"))
+        except (ValueError, UnicodeEncodeError):
+            continue
+        if isinstance(loaded, Ed25519PublicKey):
+            ring[key_id(loaded)] = loaded
+    return ring

@@ -15,7 +15,10 @@ written with):
 * ``truncated`` — the journal ends before the last signed checkpoint (database or file)
   or before the recorded head;
 * ``bad_signature``, ``checkpoint_deleted``, ``fork``, ``head_mismatch`` — problems of the
-  checkpoints and the head themselves.
+  checkpoints and the head themselves;
+* ``checkpoint_file_missing`` — the checkpoint file is gone while the database holds signed
+  checkpoints (a warning only with ``allow_missing_file``, for a copy of the database or
+  after the operator has established why).
 
 Entries after the last checkpoint are protected by the chain only (an attacker holding
 the database could rewrite that tail consistently); the report gives their number.
@@ -50,6 +53,7 @@ CHECKPOINT_DELETED = "checkpoint_deleted"
 BAD_SIGNATURE = "bad_signature"
 FORK = "fork"
 HEAD_MISMATCH = "head_mismatch"
+CHECKPOINT_FILE_MISSING = "checkpoint_file_missing"
 
 _FETCH = 20_000
 #: French names of the problem kinds (shown to the security officer).
@@ -64,6 +68,7 @@ KIND_LABELS: dict[str, str] = {
     BAD_SIGNATURE: "signature invalide",
     FORK: "divergence",
     HEAD_MISMATCH: "tête incohérente",
+    CHECKPOINT_FILE_MISSING: "fichier de points de contrôle absent",
 }
 
 # Each row comes back as (seq, canonical text, hash): the database builds the canonical
@@ -183,10 +188,12 @@ def _load_checkpoints(
     checkpoint_file: Path | None,
     out: _Collector,
     report: VerifyReport,
+    allow_missing_file: bool,
 ) -> _Known:
     known = _Known()
     db_sigs: set[bytes] = set()
-    for stored in checkpoints.load_all(conn):
+    stored_all = checkpoints.load_all(conn)
+    for stored in stored_all:
         db_sigs.add(stored.signature)
         if checkpoints.signature_ok(stored, keys):
             known.add(stored, "base")
@@ -196,8 +203,15 @@ def _load_checkpoints(
     if checkpoint_file is not None:
         lines = list(checkpoints.read_file(checkpoint_file))
         if not lines and not checkpoint_file.exists():
-            report.warnings.append(
-                f"le fichier de points de contrôle {checkpoint_file} n'existe pas")
+            missing = f"le fichier de points de contrôle {checkpoint_file} n'existe pas"
+            if stored_all and not allow_missing_file:
+                # Deleting the file together with the tail of the journal and its
+                # checkpoints in the database would otherwise go unnoticed.
+                out.add(CHECKPOINT_FILE_MISSING, min(cp.seq for cp in stored_all),
+                        f"{missing} alors que la base contient {len(stored_all)} points de "
+                        "contrôle signés")
+            else:
+                report.warnings.append(missing)
         for i, line in enumerate(lines):
             cp = line.checkpoint
             if cp is None:
@@ -234,17 +248,21 @@ def verify(
     max_problems: int = 100,
     progress: Callable[[int], None] | None = None,
     upto: int | None = None,
+    allow_missing_file: bool = False,
 ) -> VerifyReport:
-    """Check the whole journal; ``keys`` are the journal public keys by key id.
+    """Check the whole journal; ``keys`` are the journal public keys by key id (current and
+    retired ones).
 
     With ``upto``, only entries up to that sequence number are walked and the end of the
-    journal is not checked (used by prune before it signs a boundary).
+    journal is not checked (used by prune before it signs a boundary). A ``checkpoint_file``
+    that does not exist while the database holds checkpoints is a problem, unless
+    ``allow_missing_file``.
     """
     report = VerifyReport()
     out = _Collector(report, max_problems)
     started = time.perf_counter()
     try:
-        _verify(conn, keys, checkpoint_file, report, out, progress, upto)
+        _verify(conn, keys, checkpoint_file, report, out, progress, upto, allow_missing_file)
     except _TooMany:
         report.warnings.append(f"arrêt après {max_problems} anomalies")
     report.seconds = time.perf_counter() - started
@@ -259,8 +277,9 @@ def _verify(
     out: _Collector,
     progress: Callable[[int], None] | None,
     upto: int | None,
+    allow_missing_file: bool,
 ) -> None:
-    known = _load_checkpoints(conn, keys, checkpoint_file, out, report)
+    known = _load_checkpoints(conn, keys, checkpoint_file, out, report, allow_missing_file)
     cp_hashes: dict[int, bytes] = {s: v[0][0] for s, v in known.by_seq.items()}
     head = read_head(conn)
     first = conn.execute(select(func.min(audit_entry.c.seq))).scalar()

@@ -1,4 +1,5 @@
-"""`caducee audit verify|export|show|prune|checkpoint|keys` — the security officer's tools.
+"""`caducee audit verify|export|show|prune|checkpoint|keys|rotate-key` — the security
+officer's tools.
 
 Output is in French (the operator's security officer reads it); the work is done by the
 :mod:`audit` package. These commands need the database and the audit keys only (not the
@@ -39,9 +40,13 @@ def register(sub: Any) -> None:
     v.add_argument("--json", action="store_true", help="print the report as JSON")
     v.add_argument("--no-file", action="store_true",
                    help="ignore the checkpoint file (e.g. on a copy of the database)")
+    v.add_argument("--allow-missing-file", action="store_true",
+                   help="a missing checkpoint file is only a warning (it is a problem "
+                        "when the database holds checkpoints); the file is then re-created "
+                        "from the database")
     v.add_argument("--public-key", type=Path, action="append", default=[],
                    help="journal public key (PEM); repeat for retired keys "
-                        "(default: the configured journal key)")
+                        "(default: the configured journal key and audit.retired_keys_dir)")
     v.set_defaults(func=cmd_verify)
 
     e = s.add_parser("export", help="export a period as JSON Lines with a detached signature")
@@ -75,6 +80,11 @@ def register(sub: Any) -> None:
 
     k = s.add_parser("keys", help="print the public keys an outside auditor needs")
     k.set_defaults(func=cmd_keys)
+
+    rk = s.add_parser("rotate-key",
+                      help="replace the journal signing key (the old public key is kept "
+                           "in audit.retired_keys_dir for verification)")
+    rk.set_defaults(func=cmd_rotate_key)
 
 
 # -- argument types ------------------------------------------------------------------------
@@ -115,8 +125,10 @@ def _actor() -> str:
 
 
 def _verify_keys(cfg: Config, journal: Journal, extra: list[Path]) -> dict[str, Any]:
+    """The current journal key (private key, or its ``.pub`` alone), the retired keys of
+    ``audit.retired_keys_dir`` (already in ``journal.verify_keys``) and ``extra``."""
     ring = dict(journal.verify_keys)
-    if not ring:
+    if journal.signing_key is None:
         pub = keys.public_path(cfg.audit.journal_key_file)
         if pub.exists():
             extra = [pub, *extra]
@@ -127,6 +139,13 @@ def _verify_keys(cfg: Config, journal: Journal, extra: list[Path]) -> dict[str, 
             raise CliError(str(exc)) from None
         ring[keys.key_id(k)] = k
     return ring
+
+
+def _current_public_key(cfg: Config, journal: Journal) -> Any:
+    if journal.signing_key is not None:
+        return journal.signing_key.public_key()
+    pub = keys.public_path(cfg.audit.journal_key_file)
+    return keys.load_public_key(pub) if pub.exists() else None
 
 
 def _print_report(report: VerifyReport) -> None:
@@ -158,15 +177,24 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if not ring:
             raise CliError("aucune clé publique du journal : indiquez --public-key")
         cp_file = None if args.no_file else cfg.audit.checkpoint_file
-        if cp_file is not None and journal.signing_key is not None:
+        # A missing file is never re-created before verifying: that would hide its loss.
+        file_missing = cp_file is not None and not cp_file.exists()
+        if cp_file is not None and not file_missing and journal.signing_key is not None:
             with engine.connect() as conn:
                 journal.sync_checkpoint_file(conn)
         with engine.connect() as conn:
-            report = verify(conn, ring, cp_file)
+            report = verify(conn, ring, cp_file, allow_missing_file=args.allow_missing_file)
+        recreated = 0
+        if file_missing and args.allow_missing_file and report.ok and journal.signing_key:
+            with engine.connect() as conn:
+                recreated = journal.sync_checkpoint_file(conn)
     if args.json:
         print(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
     else:
         _print_report(report)
+        if recreated:
+            print(f"  fichier {cp_file} recréé à partir de la base "
+                  f"({recreated} points de contrôle)")
     return 0 if report.ok else 1
 
 
@@ -174,11 +202,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     with _opened(args) as (cfg, engine, journal):
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         out: Path = args.output or Path(f"audit-export-{stamp}.jsonl")
-        pub = next(iter(journal.verify_keys.values()), None)
+        ring = _verify_keys(cfg, journal, [])
+        pub = _current_public_key(cfg, journal)
+        retired = [k for kid, k in ring.items() if pub is None or kid != keys.key_id(pub)]
         with engine.connect() as conn:
             result = export_mod.export(
                 conn, out, since=args.since, until=args.until, patient_ins=args.patient,
-                journal_key=pub,
+                journal_key=pub, retired_keys=retired,
             )
         asc = None
         if not args.no_sign:
@@ -251,7 +281,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
             raise CliError("la clé du journal est absente : une purge exige un point de "
                            "contrôle signé")
         with engine.connect() as conn:
-            journal.sync_checkpoint_file(conn)
+            if cfg.audit.checkpoint_file.exists():  # a lost file must stop the prune
+                journal.sync_checkpoint_file(conn)
             try:
                 plan = prune.plan_prune(conn, before, journal.verify_keys,
                                         cfg.audit.checkpoint_file)
@@ -297,8 +328,11 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
 def cmd_keys(args: argparse.Namespace) -> int:
     with _opened(args) as (cfg, _engine, journal):
         ring = _verify_keys(cfg, journal, [])
+        current = _current_public_key(cfg, journal)
+        current_id = keys.key_id(current) if current is not None else None
         for kid, pub in ring.items():
-            print(f"# clé du journal {kid} (Ed25519, vérifie les points de contrôle)")
+            state = "actuelle" if kid == current_id else "retirée"
+            print(f"# clé du journal {kid} ({state} ; Ed25519, vérifie les points de contrôle)")
             sys.stdout.write(keys.public_pem(pub))
         try:
             fpr = export_signing.operator_fingerprint(cfg.audit.gnupg_home, cfg.audit.operator_key)
@@ -308,4 +342,42 @@ def cmd_keys(args: argparse.Namespace) -> int:
             return 1
         print(f"# clé OpenPGP de l'opérateur {fpr} (vérifie les exports : gpg --import)")
         sys.stdout.write(armored)
+    return 0
+
+
+def cmd_rotate_key(args: argparse.Namespace) -> int:
+    """Replace the journal key: sign the head with the old key, keep its public half in
+    ``audit.retired_keys_dir``, install a new key, journal ``keys.rotated`` and sign a
+    checkpoint with the new key (docs/audit.md, "Replacing the journal key")."""
+    from caducee.context import open_journal
+
+    with _opened(args) as (cfg, engine, journal):
+        section = cfg.audit
+        if journal.signing_key is None:
+            raise CliError(f"la clé du journal {section.journal_key_file} est absente")
+        with engine.begin() as conn:  # the old key's last word: entries so far
+            journal.checkpoint(conn, MANUAL)
+        try:
+            replaced = keys.replace_journal_key(
+                section.journal_key_file, section.retired_keys_dir
+            )
+        except (OSError, keys.JournalKeyError) as exc:
+            raise CliError(f"remplacement de la clé impossible : {exc}") from None
+        old_id = keys.key_id(replaced.old.public_key())
+        new_id = keys.key_id(replaced.new.public_key())
+        new_journal = open_journal(cfg)
+        event = AuditEvent(
+            Action.KEYS_ROTATED, _actor(), protocol="cli",
+            object_ids=(("journal_key", new_id), ("retired_journal_key", old_id)),
+        )
+        with engine.begin() as conn:
+            new_journal.append(conn, [event])
+            cp = new_journal.checkpoint(conn, MANUAL, force=True)
+        with engine.connect() as conn:
+            new_journal.sync_checkpoint_file(conn)
+    assert cp is not None
+    print(f"nouvelle clé du journal {new_id} ; l'ancienne ({old_id}) est conservée dans "
+          f"{replaced.retired_file} pour la vérification")
+    print(f"point de contrôle signé avec la nouvelle clé à l'entrée {cp.seq}")
+    print("redémarrez les services (caducee run) pour qu'ils signent avec la nouvelle clé")
     return 0

@@ -73,6 +73,9 @@ def init_directory(args: argparse.Namespace, *, quiet: bool = False) -> Path:
     # Check what we just wrote, then create the schema.
     cfg = config_mod.load(result.config_path)
     upgrade_schema(cfg)
+    from audit.checkpoints import create_file
+
+    create_file(cfg.audit.checkpoint_file)  # from now on, its absence is reported by verify
     if not quiet:
         print(f"Configuration written to {result.config_path}")
         print(f"Master key: {cfg.keys.master_key_file} (mode 0600) — back it up, keep it secret.")

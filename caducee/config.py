@@ -137,6 +137,9 @@ class AuditSection:
     enabled: bool = True
     #: Ed25519 key that signs checkpoints (created by `caducee init`, mode 0600).
     journal_key_file: Path = Path("keys/journal.key")
+    #: Public halves of replaced journal keys (`caducee audit rotate-key`), one
+    #: ``<key id>.pub`` each: checkpoints they signed still verify.
+    retired_keys_dir: Path = Path("keys/journal-retired")
     #: Append-only mirror of the signed checkpoints, outside the database.
     checkpoint_file: Path = Path("audit/checkpoints.log")
     #: GnuPG home holding the operator key that signs exports.

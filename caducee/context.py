@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from audit.journal import Journal
-from audit.keys import load_journal_key
+from audit.keys import load_journal_key, load_retired_keys
 from caducee.config import Config
 from mailstore.crypto import MasterKeyring
 from mailstore.db import Database
@@ -33,6 +33,7 @@ def open_journal(config: Config) -> Journal:
         enabled=section.enabled,
         checkpoint_every=section.checkpoint_every,
         checkpoint_file=section.checkpoint_file,
+        extra_verify_keys=load_retired_keys(section.retired_keys_dir),
     )
 
 

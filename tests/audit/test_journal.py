@@ -126,3 +126,21 @@ def test_two_writers_alternating_stay_gap_free(engine: Engine, signing_key: obje
         head = read_head(conn)
     assert report.ok and report.entries == 60 and head is not None and head.seq == 60
     assert report.last_checkpoint_seq >= 54
+
+
+def test_missing_checkpoint_file_is_a_problem_only_when_checkpoints_exist(
+    engine: Engine, journal: Journal
+) -> None:
+    fill(engine, journal, 8)  # below checkpoint_every: nothing signed, no file yet
+    assert journal.checkpoint_file is not None and not journal.checkpoint_file.exists()
+    report = check(engine, journal)
+    assert report.ok and any("n'existe pas" in w for w in report.warnings)
+
+    fill(engine, journal, 8, start=8)  # a checkpoint at 13 (the append crossing 10)
+    journal.checkpoint_file.unlink()
+    report = check(engine, journal)
+    assert [(p.kind, p.seq) for p in report.problems] == [(v.CHECKPOINT_FILE_MISSING, 13)]
+    with engine.connect() as conn:
+        allowed = v.verify(conn, journal.verify_keys, journal.checkpoint_file,
+                           allow_missing_file=True)
+    assert allowed.ok and any("n'existe pas" in w for w in allowed.warnings)

@@ -69,3 +69,14 @@ def test_prune_refuses_a_journal_that_does_not_verify(engine: Engine, journal: J
     assert info.value.report is not None and not info.value.report.ok
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(audit_entry)).scalar() == 40
+
+
+def test_prune_refuses_when_the_checkpoint_file_is_gone(engine: Engine, journal: Journal) -> None:
+    fill(engine, journal, 40)
+    assert journal.checkpoint_file is not None
+    journal.checkpoint_file.unlink()
+    with engine.connect() as conn, pytest.raises(prune.PruneRefused) as info:
+        prune.plan_prune(conn, T0 + timedelta(minutes=6), journal.verify_keys,
+                         journal.checkpoint_file)
+    assert info.value.report is not None
+    assert [p.kind for p in info.value.report.problems] == [v.CHECKPOINT_FILE_MISSING]
