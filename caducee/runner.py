@@ -147,11 +147,18 @@ async def start_platform(ctx: Context, services: tuple[str, ...] = ALL_SERVICES)
         queue_max_age=timedelta(days=cfg.outbound.max_age_days),
     )
     resolver = RecipientResolver(ctx.db)
+    gate = PolicyGate(
+        ctx.db,
+        professional_domains=cfg.domains.professional,
+        patient_domain=cfg.domains.patient,
+        limits=attachment_limits(cfg),
+    )
+    await gate.start()
     expiry = cfg.policy.permission_expiry_days
     patient_sender = PatientSender(
-        db=ctx.db, delivery=delivery, resolver=resolver, patient_domain=cfg.domains.patient,
-        hostname=cfg.server.hostname, limits=attachment_limits(cfg),
-        expiry=timedelta(days=expiry) if expiry else None,
+        db=ctx.db, delivery=delivery, trust_space=lambda: gate.space,
+        patient_domain=cfg.domains.patient, hostname=cfg.server.hostname,
+        limits=attachment_limits(cfg), expiry=timedelta(days=expiry) if expiry else None,
     )
     platform = Platform(ctx, authenticator, delivery, patient_sender, notifier=notifier)
     tls = server_context(cfg.tls.cert, cfg.tls.key, cfg.tls.client_ca)
@@ -169,13 +176,6 @@ async def start_platform(ctx: Context, services: tuple[str, ...] = ALL_SERVICES)
             client_ip=ip, protocol="smtp",
         ))
 
-    gate = PolicyGate(
-        ctx.db,
-        professional_domains=cfg.domains.professional,
-        patient_domain=cfg.domains.patient,
-        limits=attachment_limits(cfg),
-    )
-    await gate.start()
     platform.services["policy"] = gate
     if cfg.policy.trust_sources:
         refresher = TrustListRefresher(

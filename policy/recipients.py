@@ -8,6 +8,9 @@
   (``patient_not_contacted``, DOMAIN.md §5).
 * Inbound mail from another operator comes only from a trusted domain, never claiming one
   of ours (:func:`check_inbound_origin`).
+* A patient's recipient (the send API) is routable like any other, and is still an active,
+  referenced mailbox of the directory when the patient writes
+  (:func:`check_patient_recipient`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from enum import StrEnum
 
 from policy.addresses import try_parse_address
 from policy.decision import Decision, Reason
+from policy.directory_facts import DirectoryEntry
 from policy.domains import TrustSpace, try_normalise_domain
+from policy.patients import grants_permission
 
 
 class Channel(StrEnum):
@@ -72,6 +77,33 @@ def check_recipient(
         return Decision.deny(Reason.RELAY_DENIED, str(address))
     if not space.is_trusted(address.domain):
         return Decision.deny(Reason.DOMAIN_NOT_TRUSTED, str(address))
+    return Decision.allow()
+
+
+def check_patient_recipient(
+    recipient: str,
+    *,
+    space: TrustSpace,
+    local: LocalMailbox | None,
+    directory: DirectoryEntry | None,
+) -> Decision:
+    """Decide one recipient of a patient's message, once the contact permission allowed it.
+
+    Routing first (:func:`check_recipient`, channel ``PATIENT``): a local professional
+    whose account is gone or disabled is ``unknown_recipient`` — never queued, even if our
+    own domain is also on the trusted list — and another operator's domain must still be
+    trusted. Then the directory: the address must still be an active PER/ORG/APP/CAB
+    mailbox (a professional who left, or a pharmacy that closed, can no longer be written
+    to: ``patient_not_contacted``).
+    """
+    routed = check_recipient(recipient, channel=Channel.PATIENT, space=space, local=local)
+    if not routed:
+        return routed
+    if not grants_permission(directory, sender_is_patient=False):
+        return Decision.deny(
+            Reason.PATIENT_NOT_CONTACTED,
+            f"{recipient.strip()}: no longer a referenced professional mailbox",
+        )
     return Decision.allow()
 
 

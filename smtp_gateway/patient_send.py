@@ -8,12 +8,19 @@ the one durable path: DKIM-signed, stored for each local recipient and in the pa
 Sent folder, queued for professionals of other operators (who wrote first through the
 MTA), journaled — or refused whole, stored and sent nowhere, naming the recipient and
 the reason.
+
+Each recipient is decided on facts read in one snapshot: the contact permission
+(:func:`mailstore.policy_store.decide_patient_recipients`), then routing and the directory
+(:func:`policy.recipients.check_patient_recipient` with the SMTP edge's trust space): a
+disabled local account is ``unknown_recipient`` and never queued to ourselves, another
+operator's domain must still be trusted, and the professional must still be an active,
+referenced mailbox of the directory.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.headerregistry import Address
@@ -22,17 +29,19 @@ from email.utils import format_datetime, make_msgid
 
 from sqlalchemy import Connection
 
+from directory import lookup as directory_lookup
 from mailstore import accounts
 from mailstore.accounts import Account
 from mailstore.db import Database
 from mailstore.policy_store import decide_patient_recipients
-from mailstore.policy_trust import trusted_domains
 from mailstore.tables import PATIENT
 from policy import attachments as attachment_rules
+from policy import recipients as recipient_rules
 from policy.decision import Decision, Reason
-from policy.domains import try_normalise_domain
+from policy.directory_facts import DirectoryEntry
+from policy.domains import TrustSpace
 from smtp_gateway.delivery import Delivered, DeliveryAgent, Incoming, LocalRecipient
-from smtp_gateway.recipients import RecipientResolver
+from smtp_gateway.recipients import lookup as lookup_local
 
 
 @dataclass(frozen=True)
@@ -59,13 +68,24 @@ class SendRefused:
     recipient: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class _RecipientFacts:
+    """What one snapshot says about a recipient of the patient's message."""
+
+    address: str
+    permission: Decision
+    #: Our active account for the address (None: none, disabled, or not one of our domains).
+    local: LocalRecipient | None = None
+    directory: DirectoryEntry | None = None
+
+
 class PatientSender:
     def __init__(
         self,
         *,
         db: Database,
         delivery: DeliveryAgent,
-        resolver: RecipientResolver,
+        trust_space: Callable[[], TrustSpace],
         patient_domain: str,
         hostname: str,
         limits: attachment_rules.AttachmentLimits,
@@ -73,7 +93,8 @@ class PatientSender:
     ) -> None:
         self.db = db
         self.delivery = delivery
-        self.resolver = resolver
+        #: The SMTP edge's current trust space (:attr:`PolicyGate.space`).
+        self.trust_space = trust_space
         self.patient_domain = patient_domain
         self.hostname = hostname
         self.limits = limits
@@ -90,28 +111,43 @@ class PatientSender:
             return SendRefused(Decision.deny(Reason.UNKNOWN_RECIPIENT, "no recipient"))
         ins = patient.ins
 
-        def decide(conn: Connection) -> list[tuple[str, Decision]]:
-            return decide_patient_recipients(
+        def gather(conn: Connection) -> list[_RecipientFacts]:
+            out = []
+            for address, decision in decide_patient_recipients(
                 conn, patient_ins=ins, recipients=message.to, now=now,
                 patient_domain=self.patient_domain, expiry=self.expiry,
-            )
+            ):
+                if not decision:
+                    out.append(_RecipientFacts(address, decision))
+                    break
+                entry = directory_lookup.mailbox(conn, address)
+                out.append(_RecipientFacts(
+                    address, decision, lookup_local(conn, address),
+                    entry.fact() if entry is not None else None,
+                ))
+            return out
 
+        space = self.trust_space()
         local: list[LocalRecipient] = []
         remote: list[str] = []
-        for address, decision in await self.db.read(decide):
+        for facts in await self.db.read(gather):
+            if not facts.permission:
+                return SendRefused(facts.permission, facts.address)
+            rcpt = facts.local
+            mailbox = (
+                recipient_rules.LocalMailbox(rcpt.address, is_patient=rcpt.kind == PATIENT)
+                if rcpt is not None else None
+            )
+            decision = recipient_rules.check_patient_recipient(
+                facts.address, space=space, local=mailbox, directory=facts.directory
+            )
             if not decision:
-                return SendRefused(decision, address)
-            rcpt = await self.resolver.resolve(address)
+                return SendRefused(decision, facts.address)
             if rcpt is None:
-                # A professional of another operator who wrote first: queued, as long as
-                # the operator is still in the trust space.
-                if not await self._still_trusted(address):
-                    return SendRefused(Decision.deny(Reason.DOMAIN_NOT_TRUSTED, address),
-                                       address)
-                if address.lower() not in (r.lower() for r in remote):
-                    remote.append(address)
-                continue
-            if all(r.account_id != rcpt.account_id for r in local):
+                # Another operator's professional who wrote first (through the MTA): queued.
+                if facts.address not in remote:
+                    remote.append(facts.address)
+            elif all(r.account_id != rcpt.account_id for r in local):
                 local.append(rcpt)
         raw = self.build(patient, message, now)
         loop = asyncio.get_running_loop()
@@ -128,10 +164,6 @@ class PatientSender:
             sender_ins=ins, remote=tuple(remote), sender_account_id=patient.id,
         )
         return await self.delivery.deliver(incoming)
-
-    async def _still_trusted(self, address: str) -> bool:
-        domain = try_normalise_domain(address.rpartition("@")[2])
-        return domain is not None and domain in await self.db.read(trusted_domains)
 
     def build(self, patient: Account, message: PatientMessage, now: datetime) -> bytes:
         msg = EmailMessage()

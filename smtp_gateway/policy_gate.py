@@ -25,7 +25,7 @@ from mailstore.policy_trust import trusted_domains
 from policy import attachments as attachment_rules
 from policy import recipients as recipient_rules
 from policy import senders as sender_rules
-from policy.decision import Decision, Reason
+from policy.decision import Decision
 from policy.directory_facts import DirectoryEntry
 from policy.domains import TrustSpace
 from policy.patients import grants_permission
@@ -165,10 +165,3 @@ class PolicyGate:
         """Does a message from this account open a conversation with a patient?"""
         facts = await self.sender(account)
         return grants_permission(facts.directory, sender_is_patient=False)
-
-
-def refusal_reason_for_remote(decision: Decision) -> Decision:
-    """A remote recipient the rules accept still cannot leave: there is no outbound queue."""
-    if decision.allowed:
-        return Decision.deny(Reason.RELAY_DENIED, "")
-    return decision

@@ -49,6 +49,10 @@ R503_BAD_SEQUENCE = Reply(503, "5.5.1", "Bad sequence of commands")
 R530_STARTTLS_FIRST = Reply(530, "5.7.0", "Must issue a STARTTLS command first")
 R530_AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")
 R535_AUTH_FAILED = Reply(535, "5.7.8", "Authentication credentials invalid")
+#: RFC 4954 §6 535 5.7.8, for a patient's (valid) credentials: patients use the web mail.
+R535_PATIENT_NO_SUBMISSION = Reply(
+    535, "5.7.8", "Patient accounts cannot use SMTP submission: use the web mail"
+)
 R538_ENCRYPTION_REQUIRED = Reply(
     538, "5.7.11", "Encryption required for requested authentication mechanism"
 )

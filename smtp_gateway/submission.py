@@ -222,9 +222,7 @@ class SubmissionHandler:
             return AuthResult(success=False, handled=True)
         if outcome.status is AuthStatus.OK and outcome.account is not None:
             if outcome.account.kind == PATIENT:
-                await server.push(
-                    "535 5.7.8 Patient accounts cannot use SMTP submission: use the web mail"
-                )
+                await server.push(replies.R535_PATIENT_NO_SUBMISSION.line())
                 return AuthResult(success=False, handled=True)
             log.info("smtp login", extra={"account": outcome.account.address, "client_ip": ip})
             return AuthResult(success=True, handled=False, auth_data=outcome.account)

@@ -95,14 +95,14 @@ def patient_send(plat: InProcessPlatform, pdir: PlatformDir, to: str, subject: s
     return plat.call(lambda: platform.patient_sender.send(acc, message))
 
 
-def inbox_subjects(pdir: PlatformDir, address: str) -> list[str]:
+def inbox_subjects(pdir: PlatformDir, address: str, folder: str = "INBOX") -> list[str]:
     ctx = pdir.context()
     try:
         def read(conn):
             rows = conn.execute(
                 select(account.c.id, message.c.blob_id)
                 .select_from(message.join(mailbox).join(account))
-                .where(account.c.address == address, mailbox.c.name == "INBOX")
+                .where(account.c.address == address, mailbox.c.name == folder)
                 .order_by(message.c.id)
             ).all()
             return [messages.read_meta(conn, ctx.keystore, r.id, r.blob_id)["headers"].get(
@@ -261,3 +261,89 @@ def test_patient_data_journaled_and_visible_in_the_access_log(live) -> None:
     assert delivered, "the delivery to the patient is journaled with the patient's INS"
     reads = [r for r in records if r.action == "patient_data.read"]
     assert any(r.who == CARDIO.split("@")[0] or r.actor == CARDIO for r in reads)
+
+
+def test_patient_refused_at_smtp_submission(live) -> None:
+    """Patients write through the web mail only (issue 7, "Patients"): their valid
+    credentials are refused at AUTH, on 587 after STARTTLS and on 465."""
+    pdir, _ = live
+    expected = (535, b"5.7.8 Patient accounts cannot use SMTP submission: use the web mail")
+    with smtplib.SMTP("127.0.0.1", pdir.ports["submission"], timeout=30) as s:
+        s.starttls(context=ssl.create_default_context(cafile=str(pdir.ca)))
+        with pytest.raises(smtplib.SMTPAuthenticationError) as exc:
+            s.login(PATIENT, "patient-password-1")
+        assert (exc.value.smtp_code, exc.value.smtp_error) == expected
+        # Still not authenticated: no transaction can start.
+        assert s.docmd("MAIL", f"FROM:<{PATIENT}>") == (530, b"5.7.0 Authentication required")
+    with smtplib.SMTP_SSL("127.0.0.1", pdir.ports["submissions"], timeout=30,
+                          context=ssl.create_default_context(cafile=str(pdir.ca))) as s:
+        s.ehlo("client.test")
+        with pytest.raises(smtplib.SMTPAuthenticationError) as exc:
+            s.login(PATIENT, "patient-password-1")
+        assert (exc.value.smtp_code, exc.value.smtp_error) == expected
+
+
+def test_patient_cannot_write_to_a_disabled_or_delisted_professional(live) -> None:
+    """The send API re-checks routing and the directory when the patient writes: a disabled
+    local account is an unknown recipient (never queued to ourselves, even with our own
+    domain on the trusted list); a mailbox that left the directory cannot be written to.
+    A refused message is in nobody's mailbox, not even the patient's Sent folder."""
+    from directory import admin as directory_admin
+    from mailstore.policy_trust import add_trusted, remove_trusted
+    from smtp_gateway import queue_store
+
+    pdir, plat = live
+    gone, left = "gone.doc@demo.mssante.fr", "left.doc@demo.mssante.fr"
+    for address in (gone, left):
+        pdir.add_account(address, PASSWORD)
+        smtp_send(pdir, address, PATIENT, f"Premier message de {address}")
+    assert not isinstance(patient_send(plat, pdir, gone, "avant desactivation"), SendRefused)
+    assert not isinstance(patient_send(plat, pdir, left, "avant radiation"), SendRefused)
+
+    ctx = pdir.context()
+    platform = plat.platform
+    assert platform is not None
+    gate: Any = platform.services["policy"]
+    try:
+        ctx.db.write_sync(lambda tx: accounts.set_state(tx.conn, gone, accounts.DISABLED))
+        refused = patient_send(plat, pdir, gone, "compte desactive")
+        assert isinstance(refused, SendRefused), refused
+        assert (refused.decision.reason, refused.recipient) == (Reason.UNKNOWN_RECIPIENT, gone)
+
+        # Our own domain also on the list must not make the address look remote.
+        ctx.db.write_sync(lambda tx: add_trusted(tx.conn, "demo.mssante.fr", added_by="test",
+                                                 at=datetime.now(UTC)))
+        plat.call(gate.reload_trust)
+        try:
+            again = patient_send(plat, pdir, gone, "compte desactive bis")
+            assert isinstance(again, SendRefused), again
+            assert again.decision.reason is Reason.UNKNOWN_RECIPIENT
+            queued = ctx.db.read_sync(lambda c: queue_store.list_entries(c))
+            assert gone not in {e.recipient for e in queued}
+        finally:
+            ctx.db.write_sync(lambda tx: remove_trusted(tx.conn, "demo.mssante.fr"))
+            plat.call(gate.reload_trust)
+
+        ctx.db.write_sync(lambda tx: directory_admin.deactivate(
+            tx.conn, left, who=directory_admin.Who("test")))
+        delisted = patient_send(plat, pdir, left, "professionnel radie")
+    finally:
+        ctx.close()
+    assert isinstance(delisted, SendRefused), delisted
+    assert (delisted.decision.reason, delisted.recipient) == (Reason.PATIENT_NOT_CONTACTED, left)
+    assert "no longer a referenced professional" in delisted.decision.detail
+
+    sent = inbox_subjects(pdir, PATIENT, "Sent")
+    assert "avant desactivation" in sent and "avant radiation" in sent  # the control
+    for subject in ("compte desactive", "compte desactive bis", "professionnel radie"):
+        assert subject not in sent
+    assert "professionnel radie" not in inbox_subjects(pdir, left)
+
+
+def test_refused_patient_message_is_not_in_sent(live) -> None:
+    pdir, plat = live
+    refused = patient_send(plat, pdir, DR_LEFEVRE, "jamais envoye ni garde")
+    assert isinstance(refused, SendRefused)
+    assert refused.decision.reason is Reason.PATIENT_NOT_CONTACTED
+    assert "jamais envoye ni garde" not in inbox_subjects(pdir, PATIENT, "Sent")
+    assert "jamais envoye ni garde" not in inbox_subjects(pdir, DR_LEFEVRE)

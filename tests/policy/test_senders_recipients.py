@@ -7,7 +7,13 @@ import pytest
 from policy.decision import Reason
 from policy.directory_facts import DirectoryEntry, MailboxType
 from policy.domains import TrustSpace
-from policy.recipients import Channel, LocalMailbox, check_inbound_origin, check_recipient
+from policy.recipients import (
+    Channel,
+    LocalMailbox,
+    check_inbound_origin,
+    check_patient_recipient,
+    check_recipient,
+)
 from policy.senders import (
     AccountKind,
     SenderAccount,
@@ -127,3 +133,38 @@ def test_check_inbound_origin(mail_from: str, peers: list[str], required: bool,
     d = check_inbound_origin(mail_from, space=SPACE, peer_names=peers,
                              require_peer_identity=required)
     assert d.reason is reason, d
+
+
+REMOTE = "dr.autre@clinique.mssante.fr"
+
+
+@pytest.mark.parametrize(
+    ("recipient", "local", "entry", "reason"),
+    [
+        (PRO, LocalMailbox(PRO, is_patient=False), ENTRY, Reason.OK),
+        (REMOTE, None, DirectoryEntry(REMOTE, MailboxType.PER), Reason.OK),
+        ("officine@clinique.mssante.fr", None,
+         DirectoryEntry("officine@clinique.mssante.fr", MailboxType.ORG, profession_code="21"),
+         Reason.OK),
+        # Our domain without an account (gone or disabled): never taken for a remote one.
+        (PRO, None, ENTRY, Reason.UNKNOWN_RECIPIENT),
+        (PRO, LocalMailbox(PRO, is_patient=False, accepts_mail=False), ENTRY,
+         Reason.UNKNOWN_RECIPIENT),
+        # Another operator that left the trust space.
+        ("dr@parti.mssante.fr", None, DirectoryEntry("dr@parti.mssante.fr", MailboxType.PER),
+         Reason.DOMAIN_NOT_TRUSTED),
+        (PATIENT_A, LocalMailbox(PATIENT_A, is_patient=True), None,
+         Reason.PATIENT_NOT_CONTACTED),
+        # Left the directory, or never in it.
+        (PRO, LocalMailbox(PRO, is_patient=False), DirectoryEntry(PRO, MailboxType.PER,
+                                                                  active=False),
+         Reason.PATIENT_NOT_CONTACTED),
+        (REMOTE, None, None, Reason.PATIENT_NOT_CONTACTED),
+    ],
+)
+def test_check_patient_recipient(recipient: str, local: LocalMailbox | None,
+                                 entry: DirectoryEntry | None, reason: Reason) -> None:
+    decision = check_patient_recipient(recipient, space=SPACE, local=local, directory=entry)
+    assert (decision.allowed, decision.reason) == (reason is Reason.OK, reason)
+    if not decision.allowed:
+        assert recipient in decision.detail
