@@ -13,11 +13,15 @@ for server-to-server mail:
 * ``RCPT TO``: local recipients only (``550 5.1.1`` unknown, ``554 5.7.1`` relay denied).
   A patient receives only from a sender the directory lists as a referenced professional
   (DOMAIN.md §5), and that message opens the conversation as one from submission does.
-* ``DATA``: the shared checks (:func:`smtp_gateway.smtp_edge.check_data`), then every DKIM
-  signature is verified (:mod:`smtp_gateway.dkim_verify`); without a passing signature of
-  the sender's domain the message is refused ``550 5.7.20`` (RFC 7372 §3.1; configurable);
-  attachments are checked by content; an ``Authentication-Results`` field (RFC 8601) and a
-  ``Received`` field are prepended; then the one durable path, ``250`` after the commit.
+* ``DATA``: the shared checks (:func:`smtp_gateway.smtp_edge.check_data`); every ``From:``
+  and ``Sender:`` address (RFC 5322 §3.6.2) must be in a trusted domain and not in one of
+  ours (:func:`policy.inbound.check_header_origin`: ``550 5.7.1`` / ``553 5.7.1``); then
+  every DKIM signature is verified (:mod:`smtp_gateway.dkim_verify`), and without a passing
+  signature aligned with each ``From:`` domain (:func:`policy.inbound.check_dkim_alignment`,
+  RFC 7489 §3.1.1 relaxed, siblings excluded) the message is refused ``550 5.7.20``
+  (RFC 7372 §3.1; configurable); attachments are checked by content; an
+  ``Authentication-Results`` field (RFC 8601) and a ``Received`` field are prepended; then
+  the one durable path, ``250`` after the commit.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from sqlalchemy import Connection
 
 from directory import lookup as directory_lookup
 from policy import attachments as attachment_rules
+from policy import inbound as inbound_rules
 from policy import recipients as recipient_rules
 from policy.decision import Reason
 from policy.directory_facts import DirectoryEntry
@@ -214,12 +219,22 @@ class MtaHandler:
             return raw
         state = self.state(envelope)
         sender = envelope.mail_from or ""
+        authors = _addresses(raw, "From")
+        origin = inbound_rules.check_header_origin(
+            authors, _addresses(raw, "Sender"), space=self.gate.space
+        )
+        if not origin:
+            return self._refuse(session, sender, origin.reason, origin.detail)
         loop = asyncio.get_running_loop()
         verification = await loop.run_in_executor(None, self.verifier.verify, raw)
-        domains = _sender_domains(sender, raw)
-        if self.settings.require_dkim and not verification.passes_for(domains):
-            return self._refuse(session, sender, Reason.DKIM_FAILED,
-                                ",".join(sorted(verification.passing_domains())) or "none")
+        if self.settings.require_dkim:
+            alignment = inbound_rules.check_dkim_alignment(
+                authors, verification.passing_domains()
+            )
+            if not alignment:
+                passing = ",".join(sorted(verification.passing_domains())) or "none"
+                return self._refuse(session, sender, alignment.reason,
+                                    f"From: {alignment.detail}; passing d= {passing}")
         patients = frozenset(r.ins for r in state.local if r.kind == "patient" and r.ins)
         data = raw
         report = await loop.run_in_executor(
@@ -266,15 +281,9 @@ class MtaHandler:
         return exception_reply(error)
 
 
-def _sender_domains(mail_from: str, raw: bytes) -> set[str]:
-    """The envelope sender's domain and the ``From:`` domains (RFC 5322 §3.6.2)."""
-    domains = set()
-    if "@" in mail_from:
-        domains.add(mail_from.rpartition("@")[2].lower())
-    for _, address in getaddresses(header_values(raw, "From")):
-        if "@" in address:
-            domains.add(address.rpartition("@")[2].lower().rstrip(">"))
-    return domains
+def _addresses(raw: bytes, field_name: str) -> list[str]:
+    """The addresses of every ``field_name:`` field (RFC 5322 §3.6.2), as written."""
+    return [address for _, address in getaddresses(header_values(raw, field_name))]
 
 
 async def start_mta(

@@ -257,3 +257,124 @@ def test_direct_signed_message_and_forged_authentication_results(world) -> None:
               if line.lower().startswith(b"authentication-results:")]
     assert len(fields) == 1  # the forged one (our authserv-id) was removed (RFC 8601 §5)
     assert auth_results(got).results[0].result == "pass"
+
+
+# -- From:/Sender: at DATA, DKIM aligned with From: (issue 7, "Domains") ----------------------
+
+THIRD_DOMAIN = "third-operator.test"  # trusted, but its mail is not signed by the peer
+
+
+def data_reply(w: OperatorWorld, raw: bytes, *, to: str = CLAIRE) -> tuple[int, bytes]:
+    """Send ``raw`` from PEER over mutual TLS; the DATA reply (250 when accepted)."""
+    with mta(w, [f"mx.{OTHER_DOMAIN}"]) as s:
+        try:
+            s.sendmail(PEER, [to], raw)
+        except smtplib.SMTPDataError as exc:
+            return exc.smtp_code, exc.smtp_error
+    return 250, b""
+
+
+def test_from_header_must_be_trusted_not_ours_and_dkim_aligned(world) -> None:
+    from mailstore.policy_trust import add_trusted
+
+    w, plat = world
+    not_owned = (553, b"5.7.1 Sender address not owned by authenticated user")
+    untrusted = (550, b"5.7.1 Domain is outside the trust space")
+    # Envelope and signature of the peer, From: one of our own users: a spoof, refused.
+    assert data_reply(w, signed(w, peer_message("from-ours mta-6", sender=CLAIRE))) == not_owned
+    assert data_reply(w, signed(w, peer_message(
+        "sender-ours mta-6", extra={"Sender": f"secretariat@{HOSTNAME.split('.', 1)[1]}"}
+    ))) == not_owned
+    assert data_reply(w, signed(w, peer_message(
+        "from-gmail mta-6", sender="dr.who@gmail.com"))) == untrusted
+    no_from = (f"To: {CLAIRE}\r\nSubject: no-from mta-6\r\n\r\nx\r\n").encode()
+    assert data_reply(w, w.peer_signer.sign(no_from)) == untrusted
+
+    # From: another trusted operator, signed only by the envelope's operator: not aligned.
+    ctx = w.pdir.context()
+    try:
+        ctx.db.write_sync(lambda tx: add_trusted(tx.conn, THIRD_DOMAIN, added_by="test",
+                                                 at=datetime.now(UTC)))
+    finally:
+        ctx.close()
+    platform = plat.platform
+    assert platform is not None
+    gate: Any = platform.services["policy"]
+    plat.call(gate.reload_trust)
+    assert data_reply(w, signed(w, peer_message(
+        "from-third mta-6", sender=f"dr.tiers@{THIRD_DOMAIN}"
+    ))) == (550, b"5.7.20 No passing DKIM signature found (RFC 7372)")
+
+    assert not with_marker(w, CLAIRE, "mta-6")
+    # The control: the peer's own From:, aligned with its signature, is accepted.
+    assert data_reply(w, signed(w, peer_message("aligned mta-6b"))) == (250, b"")
+    assert with_marker(w, CLAIRE, "mta-6b")
+
+
+def test_null_sender_grants_nothing_to_a_patient(world) -> None:
+    """A bounce (MAIL FROM:<>, RFC 5321 §4.5.5) names no professional: it cannot open a
+    conversation, so it is refused for a patient like any unreferenced sender."""
+    w, _ = world
+    with mta(w, [f"mx.{OTHER_DOMAIN}"]) as s:
+        assert s.docmd("MAIL", "FROM:<>")[0] == 250
+        assert s.docmd("RCPT", f"TO:<{PATIENT}>") == (
+            550, b"5.7.1 Sender is not a referenced professional")
+        assert s.docmd("RCPT", f"TO:<{CLAIRE}>")[0] == 250  # a professional receives bounces
+
+
+def test_fin_through_the_mta_closes_the_permission(world) -> None:
+    """X-MSS-MES: FIN from another operator's professional, relayed by Postfix, closes the
+    conversation the professional's first message opened (DOMAIN.md §5)."""
+    from mailstore.accounts import get_by_address
+    from policy.decision import Reason
+    from smtp_gateway.patient_send import SendRefused
+    from tests.support.platform import new_national_id
+
+    w, plat = world
+    doc = f"someone@{OTHER_DOMAIN}"  # a mailbox of Postfix's: the patient's reply lands there
+    ctx = w.pdir.context()
+    try:
+        ctx.db.write_sync(lambda tx: directory_admin.add_mailbox(
+            tx.conn, address=doc, mailbox_type="PER", national_id=new_national_id(),
+            last_name="Someone", profession="60", who=directory_admin.Who("test")))
+        patient = ctx.db.read_sync(lambda c: get_by_address(c, PATIENT))
+    finally:
+        ctx.close()
+    assert patient is not None
+
+    def permission() -> Any:
+        ctx = w.pdir.context()
+        try:
+            perms = ctx.db.read_sync(lambda c: list_permissions(c, INS))
+        finally:
+            ctx.close()
+        return next((p for p in perms if p.professional == doc), None)
+
+    def reply(subject: str) -> object:
+        platform = plat.platform
+        assert platform is not None
+        sender = platform.patient_sender
+        return plat.call(lambda: sender.send(patient, PatientMessage(
+            to=[doc], subject=subject, body="Merci docteur.")))
+
+    through_postfix(w, signed(w, peer_message("suivi mta-7", to=PATIENT, sender=doc)),
+                    to=PATIENT, sender=doc)
+    opened: Any = wait_for(lambda: (p := permission()) is not None and p.is_open and p, 30,
+                           "the permission opened through the MTA")
+    answer = reply("Reponse mta-7")
+    assert not isinstance(answer, SendRefused), answer
+    wait_for(lambda: [m for m in w.postfix.delivered("someone") if b"Reponse mta-7" in m], 30,
+             "the patient's reply at the other operator")
+
+    through_postfix(w, signed(w, peer_message("fin mta-7", to=PATIENT, sender=doc,
+                                              extra={"X-MSS-MES": "FIN"})),
+                    to=PATIENT, sender=doc)
+    closed: Any = wait_for(lambda: (p := permission()) is not None and p.closed_at and p, 30,
+                           "X-MSS-MES: FIN to close the permission")
+    assert closed.first_message_id == opened.first_message_id
+    assert closed.last_message_at > opened.last_message_at
+    refused = reply("apres fin mta-7")
+    assert isinstance(refused, SendRefused), refused
+    assert (refused.decision.reason, refused.recipient) == (Reason.PATIENT_NOT_CONTACTED, doc)
+    assert "closed" in refused.decision.detail
+    assert with_marker(w, PATIENT, "fin mta-7")  # the closing message itself is delivered
