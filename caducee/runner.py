@@ -104,7 +104,12 @@ class _Stoppable:
 
 
 def journal_sink(ctx: Context) -> Callable[[AuditEvent], None]:
-    """Append one event in its own (group-committed) write job, without waiting for it."""
+    """Append one event in its own (group-committed) write job, without waiting for it.
+
+    With the journal off (``[audit] enabled = false``), no write job is submitted at all.
+    """
+    if not ctx.journal.enabled:
+        return _discard
 
     def sink(event: AuditEvent) -> None:
         fut = asyncio.ensure_future(
@@ -113,6 +118,18 @@ def journal_sink(ctx: Context) -> Callable[[AuditEvent], None]:
         fut.add_done_callback(_log_failure)
 
     return sink
+
+
+#: A refused login's outcome and reason code in the journal (the same as IMAP and web).
+_LOGIN_OUTCOMES: dict[AuthStatus, tuple[str, str | None]] = {
+    AuthStatus.FAILED: ("failed", Reason.AUTH_FAILED.value),
+    AuthStatus.RATE_LIMITED: ("refused", Reason.RATE_LIMITED.value),
+    AuthStatus.DISABLED: ("refused", "account_disabled"),
+}
+
+
+def _discard(event: AuditEvent) -> None:
+    return None
 
 
 def _log_failure(fut: asyncio.Future[None]) -> None:
@@ -170,10 +187,10 @@ async def start_platform(ctx: Context, services: tuple[str, ...] = ALL_SERVICES)
 
     def on_login(who: str, ip: str | None, status: AuthStatus) -> None:
         ok = status is AuthStatus.OK
+        outcome, reason = _LOGIN_OUTCOMES.get(status, ("ok", None))
         sink(AuditEvent(
             action=Action.LOGIN_SUCCEEDED if ok else Action.LOGIN_FAILED, actor=who,
-            outcome="ok" if ok else "refused", reason=None if ok else str(status),
-            client_ip=ip, protocol="smtp",
+            outcome=outcome, reason=reason, client_ip=ip, protocol="smtp",
         ))
 
     platform.services["policy"] = gate
@@ -181,7 +198,7 @@ async def start_platform(ctx: Context, services: tuple[str, ...] = ALL_SERVICES)
         refresher = TrustListRefresher(
             ctx.db, cfg.policy.trust_sources, period=cfg.policy.trust_refresh_seconds,
             base_dir=cfg.path.parent, ca_file=cfg.policy.trust_ca_file,
-            on_change=gate.set_trusted,
+            on_change=gate.set_trusted, journal=ctx.journal,
         )
         refresher.start()
         platform.services["trust-refresh"] = _Stoppable(refresher.stop)
@@ -216,7 +233,8 @@ async def start_platform(ctx: Context, services: tuple[str, ...] = ALL_SERVICES)
         imap = await start_imap_server(
             db=ctx.db, keystore=ctx.keystore, authenticator=authenticator, notifier=notifier,
             ssl_context=tls, listen=cfg.imap.listen,
-            implicit_tls_listen=cfg.imap.implicit_tls_listen, journal=ctx.journal,
+            implicit_tls_listen=cfg.imap.implicit_tls_listen,
+            journal=ctx.journal if ctx.journal.enabled else None,
             settings=ImapSettings.from_section(
                 cfg.imap, hostname=cfg.server.hostname, patient_domain=cfg.domains.patient,
                 submission_max=cfg.policy.max_message_size,
@@ -226,7 +244,8 @@ async def start_platform(ctx: Context, services: tuple[str, ...] = ALL_SERVICES)
         platform.ports["imap"] = [p for _, p in imap.addresses + imap.tls_addresses]
     if "web" in services:
         web = await start_web(
-            create_app(ctx.db.engine, authenticator),
+            create_app(ctx.db.engine, authenticator,
+                       journal=sink if ctx.journal.enabled else None),
             listen=[(a.host, a.port) for a in cfg.web.listen], ssl_context=tls,
         )
         platform.services["web"] = web

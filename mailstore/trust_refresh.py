@@ -6,7 +6,8 @@ a redirect to it), in the liste blanche XML format or the plain format
 (:func:`mailstore.policy_trust.replace_from_source`) in one transaction. A source that
 cannot be fetched, cannot be parsed or lists no domain at all leaves its previous rows in
 place: a broken download must not empty the trust space. Fetching runs in a thread, off
-the event loop.
+the event loop. A reload that adds or removes domains is journaled (``trust.changed``:
+source, counts added and removed) in the transaction that changes the rows.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from audit.events import Action, AuditEvent
+from audit.journal import Journal
 from mailstore.db import Database, StorageUnavailable, Tx
 from mailstore.policy_trust import ReplaceResult, replace_from_source, trusted_domains
 from policy.trust_list import MAX_LIST_BYTES, TrustListError, parse_trust_list
@@ -30,6 +33,8 @@ from policy.trust_list import MAX_LIST_BYTES, TrustListError, parse_trust_list
 log = logging.getLogger(__name__)
 
 USER_AGENT = "Caducee-trust-refresh/1"
+#: The journal's actor for automatic reloads.
+ACTOR = "service:trust-refresh"
 
 
 class TrustSourceError(Exception):
@@ -47,6 +52,18 @@ def resolve_source(source: str, base_dir: Path | None = None) -> str:
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path
     return str(path)
+
+
+def source_label(source: str) -> str:
+    """``source`` without what could be a secret (URL user info, query, fragment)."""
+    parsed = urllib.parse.urlsplit(source)
+    if parsed.scheme not in ("https", "http"):
+        return source
+    host = parsed.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parsed.port}" if parsed.port else host
+    return urllib.parse.urlunsplit((parsed.scheme, netloc, parsed.path, "", ""))
 
 
 class _HttpsOnlyRedirects(urllib.request.HTTPRedirectHandler):
@@ -117,7 +134,8 @@ class TrustListRefresher:
     """Reloads every configured source now and then every ``period`` seconds.
 
     ``on_change`` receives the whole trusted set (every source) after each round, so an
-    edge can keep an in-memory :class:`policy.domains.TrustSpace` current.
+    edge can keep an in-memory :class:`policy.domains.TrustSpace` current; ``journal``
+    records each reload that changed something.
     """
 
     def __init__(
@@ -131,8 +149,10 @@ class TrustListRefresher:
         timeout: float = 30.0,
         clock: Callable[[], datetime] = _now,
         on_change: Callable[[frozenset[str]], None] | None = None,
+        journal: Journal | None = None,
     ) -> None:
         self.db = db
+        self.journal = journal
         self.sources = [resolve_source(s, base_dir) for s in sources]
         self.period = period
         self.ca_file = ca_file
@@ -159,8 +179,20 @@ class TrustListRefresher:
             return RefreshOutcome(source, False, rejected=len(parsed.rejected), error=msg)
         at = self.clock()
 
+        journal = self.journal
+
         def job(tx: Tx) -> ReplaceResult:
-            return replace_from_source(tx.conn, source, parsed.domains, added_by="refresh", at=at)
+            result = replace_from_source(
+                tx.conn, source, parsed.domains, added_by="refresh", at=at
+            )
+            if journal is not None and (result.added or result.removed):
+                journal.append(tx.conn, [AuditEvent(
+                    action=Action.TRUST_CHANGED, actor=ACTOR, protocol="refresh",
+                    object_ids=(("change", "refresh"), ("source", source_label(source)),
+                                ("added", str(result.added)),
+                                ("removed", str(result.removed))),
+                )])
+            return result
 
         try:
             result = await self.db.write(job)

@@ -1,5 +1,12 @@
 """HTTP Basic authentication (RFC 7617) for API clients, over TLS only, with the same
-rate-limited, cached verification as SMTP and IMAP (mailstore.auth)."""
+rate-limited, cached verification as SMTP and IMAP (mailstore.auth).
+
+HTTP Basic carries the credentials with every request (RFC 7617 §2), so every request that
+presents them is a login: each outcome is journaled (``login.succeeded`` /
+``login.failed``, protocol ``web``, with the client IP), never the password. A request
+without credentials, or with a header that does not decode to ``user:password``, is not a
+login attempt and is not journaled.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +16,38 @@ from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 
+from audit.events import Action, AuditEvent, Outcome
 from mailstore.auth import Authenticator, AuthStatus
 from mailstore.tables import PATIENT
+from policy.decision import Reason
 
 #: Account kinds that may search the directory (professionals, their structures, admins).
 API_KINDS_REFUSED = frozenset({PATIENT})
 
+#: Appends one event to the journal (in its own write job; see ``caducee.runner``).
+JournalSink = Callable[[AuditEvent], None]
+
+
+def _login_event(actor: str, outcome: str, reason: str | None, client: str | None) -> AuditEvent:
+    return AuditEvent(
+        action=Action.LOGIN_SUCCEEDED if outcome == Outcome.OK else Action.LOGIN_FAILED,
+        actor=actor[:320], outcome=outcome, reason=reason, client_ip=client, protocol="web",
+    )
+
 
 def basic_authenticator(
     authenticator: Authenticator,
+    journal: JournalSink | None = None,
 ) -> Callable[[Request], Awaitable[str | None]]:
-    """``authenticate(request) -> address | None`` for :mod:`directory.http_api`."""
+    """``authenticate(request) -> address | None`` for :mod:`directory.http_api`.
+
+    ``journal`` receives one login event per request that presents credentials (``None``:
+    nothing is journaled, e.g. with the journal turned off).
+    """
+
+    def record(actor: str, outcome: str, reason: str | None, client: str | None) -> None:
+        if journal is not None:
+            journal(_login_event(actor, outcome, reason, client))
 
     async def authenticate(request: Request) -> str | None:
         header = request.headers.get("authorization", "")
@@ -34,10 +62,20 @@ def basic_authenticator(
             return None
         client = request.client.host if request.client else None
         outcome = await authenticator.verify_password(user, password, client)
-        if outcome.status is not AuthStatus.OK or outcome.account is None:
+        if outcome.status is AuthStatus.RATE_LIMITED:
+            record(user, Outcome.REFUSED, Reason.RATE_LIMITED.value, client)
             return None
-        if outcome.account.kind in API_KINDS_REFUSED:
+        account = outcome.account
+        if outcome.status is AuthStatus.DISABLED and account is not None:
+            record(account.address, Outcome.REFUSED, "account_disabled", client)
             return None
-        return outcome.account.address
+        if outcome.status is not AuthStatus.OK or account is None:
+            record(user, Outcome.FAILED, Reason.AUTH_FAILED.value, client)
+            return None
+        if account.kind in API_KINDS_REFUSED:
+            record(account.address, Outcome.REFUSED, "patient_api_refused", client)
+            return None
+        record(account.address, Outcome.OK, None, client)
+        return account.address
 
     return authenticate

@@ -9,16 +9,22 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from sqlalchemy import select
 
+from audit.tables import audit_entry
+from tests.support.net import wait_for
 from tests.support.platform import InProcessPlatform, PlatformDir, make_platform_dir
 
 DOCTOR = "claire.martin@demo.mssante.fr"
 PASSWORD = "web-api-password-1"
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PlatformDir, int]]:
-    pdir = make_platform_dir(tmp_path_factory.mktemp("web"))
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def live(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[PlatformDir, int]]:
+    url = request.getfixturevalue("pg_server").create_database() if request.param == "postgresql" else ""
+    pdir = make_platform_dir(tmp_path_factory.mktemp("web"), url)
     pdir.add_account(DOCTOR, PASSWORD)
     plat = InProcessPlatform(pdir).start()
     assert plat.platform is not None
@@ -58,3 +64,37 @@ def test_tls_1_1_refused(live) -> None:
                         "-connect", f"127.0.0.1:{port}"], input=b"", capture_output=True,
                        timeout=30)
     assert b"Cipher is (NONE)" in r.stdout + r.stderr
+
+
+def test_web_logins_are_journaled_without_the_password(live) -> None:
+    pdir, port = live
+    wrong = "wrong-web-password-9"
+    with httpx.Client(verify=ssl.create_default_context(cafile=str(pdir.ca)),
+                      base_url=f"https://127.0.0.1:{port}") as client:
+        assert client.get("/api/directory", params={"q": "x"}).status_code == 401  # no login
+        assert client.get("/api/directory", params={"q": "martin"},
+                          auth=(DOCTOR, wrong)).status_code == 401
+        assert client.get("/api/directory", params={"q": "martin"},
+                          auth=(DOCTOR, PASSWORD)).status_code == 200
+
+    ctx = pdir.context()
+    try:
+        def web_logins():
+            rows = ctx.db.read_sync(lambda c: list(c.execute(
+                select(audit_entry).where(audit_entry.c.protocol == "web")
+                .order_by(audit_entry.c.seq)).mappings()))
+            mine = [r for r in rows if r["actor"] == DOCTOR]
+            return rows if {r["action"] for r in mine} >= {"login.failed", "login.succeeded"} \
+                else None
+
+        rows = wait_for(web_logins, 10, "the web logins in the journal")
+    finally:
+        ctx.close()
+    failed = [r for r in rows if r["action"] == "login.failed" and r["actor"] == DOCTOR]
+    ok = [r for r in rows if r["action"] == "login.succeeded" and r["actor"] == DOCTOR]
+    assert (failed[-1]["outcome"], failed[-1]["reason"], failed[-1]["client_ip"]) == (
+        "failed", "auth_failed", "127.0.0.1")
+    assert (ok[-1]["outcome"], ok[-1]["reason"], ok[-1]["client_ip"]) == ("ok", None, "127.0.0.1")
+    assert all(r["actor"] for r in rows), "a request without credentials is not a login"
+    text = repr(rows)
+    assert wrong not in text and PASSWORD not in text
