@@ -22,6 +22,7 @@ from tests.support.platform import InProcessPlatform, PlatformDir, make_platform
 CLAIRE = "claire.martin@demo.mssante.fr"
 PAUL = "paul.lefevre@demo.mssante.fr"
 VICTIM = "rate.limited@demo.mssante.fr"
+ANNE = "anne.durand@demo.mssante.fr"
 PASSWORD = "s3cret-Pa55word"
 
 
@@ -33,7 +34,7 @@ def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     if request.param == "postgresql":
         url = request.getfixturevalue("pg_server").create_database()
     pdir = make_platform_dir(tmp_path_factory.mktemp("platform"), url)
-    for address in (CLAIRE, PAUL, VICTIM):
+    for address in (CLAIRE, PAUL, VICTIM, ANNE):
         pdir.add_account(address, PASSWORD)
     plat = InProcessPlatform(pdir).start()
     yield pdir, plat
@@ -188,6 +189,43 @@ def test_swaks_starttls_and_implicit_tls(live, tmp_path: Path) -> None:
     assert len(stored_bodies(pdir, PAUL)) == before + 2
 
 
+def test_two_local_recipients_in_one_transaction(live) -> None:
+    """ARCHITECTURE.md §2 flow 1: one DATA, every local recipient's INBOX, one commit before
+    the 250; a DATA that policy refuses leaves nothing in either."""
+    pdir, _ = live
+    raw = make_message("Deux destinataires 8812", "Copie pour Paul et Anne 8812", to=PAUL)
+    before = {a: len(stored_bodies(pdir, a)) for a in (PAUL, ANNE)}
+    with login(pdir) as s:
+        assert s.mail(CLAIRE)[0] == 250
+        assert s.rcpt(PAUL)[0] == 250
+        assert s.rcpt(ANNE)[0] == 250
+        code, text = s.data(raw)
+    assert code == 250, text
+    queue_id = text.decode().rsplit(" ", 1)[1]
+    copies = {}
+    for address in (PAUL, ANNE):
+        bodies = stored_bodies(pdir, address)
+        assert len(bodies) == before[address] + 1, address
+        copies[address] = bodies[-1]
+    # The same accepted message (one queue id, one signature, one Received) in both.
+    assert copies[PAUL] == copies[ANNE]
+    assert copies[PAUL].endswith(raw)
+    assert f" id {queue_id}".encode() in copies[PAUL]
+
+    exe = b"MZ\x90\x00" + b"\x00" * 60 + b"PE\x00\x00" + b"\x00" * 200
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = CLAIRE, f"{PAUL}, {ANNE}", "Refuse 8813"
+    msg.set_content("Ordonnance jointe 8813")
+    msg.add_attachment(exe, maintype="application", subtype="pdf", filename="ordonnance.pdf")
+    with login(pdir) as s, pytest.raises(smtplib.SMTPDataError) as exc:
+        s.sendmail(CLAIRE, [PAUL, ANNE], msg.as_bytes(policy=msg.policy.clone(linesep="\r\n")))
+    assert exc.value.smtp_code == 554
+    for address in (PAUL, ANNE):
+        bodies = stored_bodies(pdir, address)
+        assert len(bodies) == before[address] + 1, address
+        assert not any(b"8813" in b for b in bodies)
+
+
 # -- refusals ----------------------------------------------------------------------------
 
 
@@ -201,6 +239,31 @@ def test_wrong_password_535(live) -> None:
         assert exc.value.smtp_code == 535
         err = exc.value.smtp_error
         assert isinstance(err, bytes) and err.startswith(b"5.7.8")
+
+
+def test_disabled_account_refused(live) -> None:
+    """`caducee account disable`: the right password is refused at once with 535 5.7.8 (the
+    login cache is keyed by the credentials version, which disabling bumps)."""
+    from mailstore import accounts as accts
+
+    pdir, _ = live
+    doc = "bientot.parti@demo.mssante.fr"
+    pdir.add_account(doc, PASSWORD)
+    with login(pdir, doc) as s:  # works, and fills the login cache
+        assert s.docmd("MAIL", f"FROM:<{doc}>")[0] == 250
+    ctx = pdir.context()
+    try:
+        ctx.db.write_sync(lambda tx: accts.set_state(tx.conn, doc, accts.DISABLED))
+    finally:
+        ctx.close()
+    with connect(pdir) as s:
+        s.starttls(context=tls_ctx(pdir))
+        s.ehlo("client.test")
+        with pytest.raises(smtplib.SMTPAuthenticationError) as exc:
+            s.login(doc, PASSWORD)
+        assert (exc.value.smtp_code, exc.value.smtp_error) == (
+            535, b"5.7.8 Authentication credentials invalid")
+        assert s.docmd("MAIL", f"FROM:<{doc}>") == (530, b"5.7.0 Authentication required")
 
 
 def test_ten_failures_in_a_minute_get_421(live) -> None:
