@@ -159,3 +159,67 @@ def test_sigterm_finishes_and_exits_zero(tmp_path: Path, request: pytest.Fixture
     assert code == 421
     assert '"stopped"' in server.log_text() or "stopped" in server.log_text()
     assert stored_message_ids(pdir)["<t1@x>"] == 1
+
+
+def test_sigterm_during_a_slow_data_upload_finishes_it(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Issue 3 §8: on SIGTERM the server stops accepting, lets the transaction in DATA
+    finish — the client gets its 250 and the message is stored — then exits 0."""
+    import socket
+
+    from tests.support.net import wait_for
+
+    pdir = _platform(request, tmp_path, "sqlite")
+    server = SubprocessPlatform(pdir).start()
+    port = pdir.ports["submission"]
+    s = smtplib.SMTP("127.0.0.1", port, timeout=20)
+    try:
+        s.starttls(context=ssl.create_default_context(cafile=str(pdir.ca)))
+        s.login(SENDER, PASSWORD)
+        assert s.mail(SENDER)[0] == 250
+        assert s.rcpt(RCPT)[0] == 250
+        s.putcmd("data")
+        assert s.getreply()[0] == 354
+        head = (f"From: {SENDER}\r\nTo: {RCPT}\r\nSubject: slow upload\r\n"
+                "Message-ID: <slow-upload@test.caducee>\r\n\r\n").encode()
+        s.send(head + b"first half of the body\r\n" * 200)
+
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: "stopping: finishing in-flight transactions" in server.log_text(), 30,
+                 "the server to start stopping")
+
+        def refuses_connections() -> bool:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            except OSError:
+                return True
+            return False
+
+        wait_for(refuses_connections, 30, "the listener to close")
+        assert server.proc.poll() is None, "exited with a transaction in DATA"
+
+        s.send(b"second half of the body\r\n" * 200 + b".\r\n")
+        code, text = s.getreply()
+        assert code == 250, text
+        assert text.startswith(b"2.0.0 OK queued as")
+        assert server.proc.wait(60) == 0
+    finally:
+        s.close()
+        server.stop()
+    assert stored_message_ids(pdir)["<slow-upload@test.caducee>"] == 1
+    ctx = pdir.context()
+    try:
+        def bodies(conn):
+            rows = conn.execute(
+                select(account.c.id, message.c.blob_id)
+                .select_from(message.join(mailbox).join(account))
+                .where(account.c.address == RCPT)
+            ).all()
+            return [messages.read_body(conn, ctx.keystore, r.id, r.blob_id) for r in rows]
+
+        (stored,) = ctx.db.read_sync(bodies)
+    finally:
+        ctx.close()
+    assert stored.endswith(b"second half of the body\r\n" * 200)
