@@ -1,10 +1,12 @@
 """Reading extract files: plain ``.txt`` or inside the published ``.zip``, any encoding.
 
 Lines are streamed (constant memory whatever the file size), from any byte range so that
-several processes can share a file. The encoding is detected, not assumed (DOMAIN.md §4):
-a UTF-8 byte-order mark means UTF-8; otherwise a line that is not valid UTF-8 *before any
-valid non-ASCII UTF-8 was seen* switches the range to Latin-1 (old extracts), while a bad
-line *after* valid UTF-8 is reported as an error on that line.
+several processes can share a file. The encoding is detected, not assumed (DOMAIN.md §4),
+once per file (:func:`directory.staging.plan`): a UTF-8 byte-order mark means UTF-8;
+otherwise the non-ASCII lines of the file's beginning vote. In a UTF-8 file a line that is
+not valid UTF-8 is an error on that line. Only when the beginning is all ASCII does a range
+decide alone: a line that is not valid UTF-8 *before any valid non-ASCII UTF-8 was seen*
+switches it to Latin-1 (old extracts), a bad line *after* valid UTF-8 is an error.
 """
 
 from __future__ import annotations
@@ -103,21 +105,25 @@ def sources(path: Path) -> list[Source]:
 class RangeReader:
     """Decoded lines of a byte range of a source, numbered from 1, end-of-line removed.
 
-    Undecodable lines are passed to ``on_issue`` and skipped. ``progress(bytes)`` is called
-    every :data:`PROGRESS_EVERY` lines. After iteration, ``physical_lines`` counts every line
-    consumed (empty and undecodable ones included) and ``encoding`` names the decoding used.
+    ``codec`` is the file's encoding when known (:data:`UTF8` or :data:`LATIN1`), None to
+    detect it in this range. Undecodable lines are passed to ``on_issue`` and skipped.
+    ``progress(bytes)`` is called every :data:`PROGRESS_EVERY` lines. After iteration,
+    ``physical_lines`` counts every line consumed (empty and undecodable ones included) and
+    ``encoding`` names the decoding used.
     """
 
     def __init__(
         self, source: Source, start: int, end: int | None, *, bom: bool, skip_header: bool,
         on_issue: Callable[[Issue], None], progress: Callable[[int], None] | None = None,
+        codec: str | None = None,
     ) -> None:
         self.source, self.start, self.end = source, start, end
         self.skip_header = skip_header
         self.on_issue, self.progress = on_issue, progress
-        self.codec = UTF8
-        self.encoding = "utf-8 (BOM)" if bom else UTF8
-        self.seen_utf8 = bom
+        self.codec = codec or UTF8
+        self.encoding = "utf-8 (BOM)" if bom else self.codec
+        # a known UTF-8 file never switches: its bad lines are errors
+        self.seen_utf8 = bom or codec == UTF8
         self.physical_lines = 0
 
     def lines(self) -> Iterator[tuple[int, str]]:

@@ -50,6 +50,8 @@ class Job:
     end: int | None
     #: Whether the file began with a UTF-8 byte-order mark (then it is UTF-8 for sure).
     bom: bool
+    #: The file's encoding, decided once for all its ranges (None: the range decides).
+    encoding: str | None
     lenient: bool
     strict: bool
     db_path: Path
@@ -139,7 +141,8 @@ def run(job: Job, progress: Any = None) -> JobResult:
                     raise ImportRefused(issue)
 
             reader = RangeReader(
-                job.source, job.start, job.end, bom=job.bom, skip_header=job.skip_header,
+                job.source, job.start, job.end, bom=job.bom, codec=job.encoding,
+                skip_header=job.skip_header,
                 on_issue=on_issue,
                 progress=(lambda done: progress.__setitem__(job.index, done))
                 if progress is not None else None,

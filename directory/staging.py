@@ -32,12 +32,15 @@ from sqlalchemy import Connection, text
 from directory import stage_worker as sw
 from directory.formats import FileKind, Header, HeaderError, parse_header
 from directory.issues import ImportRefused, Issue, Severity
-from directory.reader import BOM, Source
+from directory.reader import BOM, LATIN1, UTF8, Source
 
 PERSON = "directory_stage_person"
 MAILBOX = "directory_stage_mailbox"
 #: SQLite attaches at most 10 databases by default: one per job.
 MAX_JOBS = 9
+#: How much of a file's beginning decides its encoding (bytes, and non-ASCII lines).
+SNIFF_BYTES = 1 << 20
+SNIFF_LINES = 200
 
 
 @dataclass(frozen=True)
@@ -61,8 +64,9 @@ class Staged:
 
     def where(self, seq: int) -> tuple[sw.Job, int]:
         """The job and the line number in its file of a staged row."""
-        job = self.jobs[seq >> sw.SEQ_SHIFT]
-        return job, self.first_line[job.index] + (seq & ((1 << sw.SEQ_SHIFT) - 1)) - 1
+        index = seq >> sw.SEQ_SHIFT
+        job = next(j for j in self.jobs if j.index == index)
+        return job, self.first_line[index] + (seq & ((1 << sw.SEQ_SHIFT) - 1)) - 1
 
 
 def _read_header(source: Source) -> tuple[Header, int, bool]:
@@ -83,9 +87,36 @@ def _read_header(source: Source) -> tuple[Header, int, bool]:
         raise ImportRefused(Issue(source.label, 1, exc.column, str(exc))) from None
 
 
-def _national_id_of(line: bytes) -> bytes:
-    parts = line.split(b"|", 3)
-    return parts[2] if len(parts) > 3 else b""
+def _sniff_encoding(source: Source, bom: bool) -> str | None:
+    """The encoding of a whole file, decided once from its beginning (DOMAIN.md §4).
+
+    Every range of the file is then decoded the same way: a UTF-8 file whose later range
+    happens to start with a corrupt line is not taken for Latin-1 there. The non-ASCII lines
+    of the first :data:`SNIFF_BYTES` vote (the header has accents, so there always are
+    some); None when they are all ASCII (each range then decides on its first non-ASCII
+    line, as :class:`directory.reader.RangeReader` does alone).
+    """
+    if bom:
+        return UTF8
+    valid = invalid = 0
+    read = 0
+    with source.open() as stream:
+        for raw in stream:
+            read += len(raw)
+            if not raw.isascii():
+                try:
+                    raw.decode(UTF8)
+                except UnicodeDecodeError:
+                    invalid += 1
+                else:
+                    valid += 1
+                if valid + invalid >= SNIFF_LINES:
+                    break
+            if read >= SNIFF_BYTES:
+                break
+    if valid + invalid == 0:
+        return None
+    return UTF8 if valid >= invalid else LATIN1
 
 
 def _boundaries(path: Path, start: int, end: int, n: int, header: Header) -> list[int]:
@@ -117,6 +148,7 @@ def plan(sources: list[Source], options: StageOptions) -> list[sw.Job]:
         raise ImportRefused(Issue(sources[MAX_JOBS].label, 0, "-",
                                   f"too many files in one import (at most {MAX_JOBS})"))
     headers = [_read_header(s) for s in sources]
+    encodings = [_sniff_encoding(s, bom) for s, (_, _, bom) in zip(sources, headers, strict=True)]
     total = sum(s.size for s in sources) or 1
     budget = MAX_JOBS - len(sources)
     jobs: list[sw.Job] = []
@@ -135,7 +167,8 @@ def plan(sources: list[Source], options: StageOptions) -> list[sw.Job]:
             idx = len(jobs)
             jobs.append(sw.Job(
                 index=idx, source_index=si, source=source, header=header, start=start,
-                end=end, bom=bom, lenient=options.lenient, strict=options.strict,
+                end=end, bom=bom, encoding=encodings[si],
+                lenient=options.lenient, strict=options.strict,
                 db_path=options.workdir / f"stage-{idx}.db",
                 issues_path=options.workdir / f"stage-{idx}.issues",
                 skip_header=source.member is not None,
@@ -147,7 +180,13 @@ def run(
     jobs: list[sw.Job], options: StageOptions,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[sw.JobResult]:
-    """Run the jobs (in worker processes when there are several); report bytes done/total."""
+    """Run the jobs (in worker processes when there are several); report bytes done/total.
+
+    Returns the result of every job that ran, in job order (each result names its job).
+    When a job refuses (strict mode), the jobs *after* it are cancelled but those before it
+    still run: they may hold an earlier error, and the import must name the first error in
+    file order whatever the scheduling, as a single reader would.
+    """
     total = sum((j.end if j.end is not None else j.source.size) - j.start for j in jobs)
     if len(jobs) == 1 or options.workers <= 1:
         results = []
@@ -171,36 +210,87 @@ def run(
         futures = {pool.submit(sw.run_in_worker, j): j.index for j in order}
         pending = set(futures)
         done_results: dict[int, sw.JobResult] = {}
+        refused_at: int | None = None
         while pending:
             done, pending = concurrent.futures.wait(pending, timeout=0.25)
             for fut in done:
                 res = fut.result()
                 done_results[res.index] = res
-                if res.refused:
-                    for other in pending:
-                        other.cancel()
-                    pending = {p for p in pending if not p.cancelled()}
+                if res.refused and (refused_at is None or res.index < refused_at):
+                    refused_at = res.index
+            if refused_at is not None:
+                for fut in pending:
+                    if futures[fut] > refused_at:
+                        fut.cancel()
+                pending = {p for p in pending if not p.cancelled()}
             if progress:
                 progress(sum(shared), total)
-        return [done_results[j.index] for j in jobs if j.index in done_results]
+        return [done_results[i] for i in sorted(done_results)]
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
 def collect(jobs: list[sw.Job], results: list[sw.JobResult],
             on_issue: Callable[[Issue], None]) -> Staged:
-    """Renumber the jobs' problems into file line numbers and pass them on, in file order."""
-    staged = Staged(jobs[: len(results)], results)
+    """Renumber the jobs' problems into file line numbers and pass them on, in file order.
+
+    ``results`` are paired with their jobs by index (any order, some may be missing: jobs
+    cancelled after a refusal). Header warnings (unknown columns) come first for each file.
+    On the first job that refused, raise :class:`ImportRefused` with its error (``on_issue``
+    normally raises it first). The :class:`Staged` result holds the jobs that ran.
+    """
+    by_index = {r.index: r for r in results}
+    staged = Staged([], [])
     next_line: dict[int, int] = {}
-    for job, res in zip(staged.jobs, results, strict=True):
+    for job in jobs:
+        if job.source_index not in next_line:
+            next_line[job.source_index] = 2
+            for column in job.header.unknown:
+                on_issue(Issue(job.source.label, 1, column,
+                               "unknown column, its values are ignored",
+                               severity=Severity.WARNING))
+        first = next_line[job.source_index]
+        res = by_index.get(job.index)
+        if res is None:
+            # did not run: count its lines, so later ranges of the file are numbered right
+            next_line[job.source_index] = first + _count_lines(job)
+            continue
+        staged.jobs.append(job)
+        staged.results.append(res)
         staged.kinds.add(job.header.kind)
-        first = next_line.get(job.source_index, 2)
         staged.first_line[job.index] = first
         next_line[job.source_index] = first + res.physical_lines
+        refusal: Issue | None = None
         if job.issues_path.exists():
             for issue in _read_issues(job, first):
+                if issue.severity is Severity.ERROR:
+                    refusal = issue
                 on_issue(issue)
+        if res.refused:
+            if refusal is None:  # pragma: no cover - a refusing job always wrote its error
+                refusal = Issue(job.source.label, first, "-", "import refused")
+            raise ImportRefused(refusal)
     return staged
+
+
+def _count_lines(job: sw.Job) -> int:
+    """How many lines a job's byte range holds (the last one may lack its newline)."""
+    lines, last = 0, b"\n"
+    with job.source.open() as stream:
+        if job.skip_header:
+            stream.readline()
+        elif job.start:
+            stream.seek(job.start)
+        left = None if job.end is None else job.end - job.start
+        while left is None or left > 0:
+            block = stream.read(1 << 20 if left is None else min(1 << 20, left))
+            if not block:
+                break
+            lines += block.count(b"\n")
+            last = block[-1:]
+            if left is not None:
+                left -= len(block)
+    return lines + (last != b"\n")
 
 
 def _read_issues(job: sw.Job, first_line: int) -> Iterator[Issue]:
