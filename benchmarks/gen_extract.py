@@ -8,8 +8,8 @@ Writes ``PS_LibreAcces_Personne_activite_<stamp>.txt`` (52 columns) and
 line, a trailing ``|`` on every line. Identifiers are valid (RPPS/ADELI/FINESS/SIRET/SIREN
 with their Luhn keys), names are French with accents, hyphens and particles, and about a
 quarter of practitioners have several activities (several lines). Output is deterministic
-for a given seed. ``derive_delta`` writes a later extract with some practitioners removed and
-some changed (for delta tests and benchmarks).
+for a given seed. ``derive_delta`` and ``derive_mailbox_delta`` write a later extract with
+some practitioners (mailboxes) removed and some changed (for delta tests and benchmarks).
 
 All names and identifiers are fictitious.
 """
@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from directory.formats import MAILBOX_COLUMNS, PERSON_COLUMNS
+from directory.formats import MAILBOX_COLUMNS, PERSON_COLUMNS, M, P
 from directory.professions import PROFESSIONS
 from policy.identifiers import luhn_check_digit
 
@@ -153,6 +153,8 @@ STREET_TYPES = (("R", "Rue"), ("AV", "Avenue"), ("BD", "Boulevard"), ("PL", "Pla
 STREETS = ("de la République", "Victor Hugo", "Jean Jaurès", "du Général de Gaulle", "Pasteur",
            "des Lilas", "de l'Église", "Émile Zola", "de la Gare", "du Marché", "Gambetta",
            "des Écoles", "Saint-Éloi", "de Verdun")
+SERVICES = ("Secrétariat", "Cardiologie", "Urgences", "Pédiatrie", "Accueil", "Radiologie",
+            "Laboratoire")
 SECTORS = (("SA07", "Cabinet individuel"), ("SA08", "Cabinet de groupe"),
            ("SA01", "Etablissement public de santé"), ("SA33", "Officine de pharmacie"))
 
@@ -403,8 +405,7 @@ def generate(
                 if mailbox_budget > 0 and rng.random() < 0.25:
                     site = rng.choice(pharmacies if prof == "21" else sites)
                     kind = rng.choice(("ORG", "ORG", "ORG", "CAB", "APP"))
-                    service = rng.choice(("Secrétariat", "Cardiologie", "Urgences", "Pédiatrie",
-                                          "Accueil", "Radiologie", "Laboratoire"))
+                    service = rng.choice(SERVICES)
                     local = {"ORG": f"{_local(service)}.{_local(site.name)[:20]}",
                              "CAB": f"cabinet.{_local(last)}",
                              "APP": f"logiciel.{_local(site.name)[:20]}"}[kind]
@@ -485,18 +486,38 @@ def person_lines_by_practitioner(
             yield current, lines
 
 
+@dataclass
+class Delta:
+    """What a derived later extract changed (national ids, or mailbox addresses)."""
+
+    removed: set[str] = field(default_factory=set)
+    #: Every changed entry (``renamed`` included).
+    changed: set[str] = field(default_factory=set)
+    #: The changed entries whose *identity* fields changed (a practitioner's name; a
+    #: mailbox's holder name or service); the others got a new activity or address field.
+    renamed: set[str] = field(default_factory=set)
+
+
+def _other(current: str, rng: random.Random, choices: tuple[str, ...]) -> str:
+    value = current
+    while value == current:
+        value = rng.choice(choices)
+    return value
+
+
 def derive_delta(
     src: Path, dst: Path, *, remove: float, change: float, seed: int = 2,
     skip: frozenset[str] = frozenset(),
-) -> tuple[set[str], set[str]]:
-    """Write ``dst``: ``src`` with a fraction of practitioners removed and another changed.
+) -> Delta:
+    """Write ``dst``: the person file ``src`` with a fraction of practitioners removed and
+    another changed.
 
-    A changed practitioner gets a new phone number on its first activity (a new activity
-    replaces the old one). Returns (removed national ids, changed national ids).
+    A changed practitioner either gets a new phone number on its first activity (a new
+    activity replaces the old one) or, for about half of them, a new last name on all its
+    lines (a person field: the practitioner's own record changes).
     """
     rng = random.Random(seed)
-    removed: set[str] = set()
-    changed: set[str] = set()
+    delta = Delta()
     with src.open(encoding="utf-8") as f:
         header_line = f.readline()
     with dst.open("w", encoding="utf-8", newline="") as out:
@@ -506,16 +527,68 @@ def derive_delta(
             if nat in skip:
                 out.writelines(lines)
             elif r < remove:
-                removed.add(nat)
+                delta.removed.add(nat)
             elif r < remove + change:
-                changed.add(nat)
+                delta.changed.add(nat)
+                if rng.random() < 0.5:
+                    delta.renamed.add(nat)
+                    new_name = _other(lines[0].split("|")[P.LAST_NAME], rng, LAST_NAMES)
+                    for line in lines:
+                        fields = line.split("|")
+                        fields[P.LAST_NAME] = new_name
+                        out.write("|".join(fields))
+                    continue
                 fields = lines[0].split("|")
-                fields[40] = f"0{rng.randint(1, 5)}{rng.randint(10000000, 99999999)}"
+                old = fields[P.PHONE]
+                while fields[P.PHONE] == old:
+                    fields[P.PHONE] = f"0{rng.randint(1, 5)}{rng.randint(10000000, 99999999)}"
                 out.write("|".join(fields))
                 out.writelines(lines[1:])
             else:
                 out.writelines(lines)
-    return removed, changed
+    return delta
+
+
+_STREET_NUMBER = MAILBOX_COLUMNS.index("L4NUMEROVOIE structure BAL")
+_NUMBERS = tuple(str(n) for n in range(1, 200))
+
+
+def derive_mailbox_delta(
+    src: Path, dst: Path, *, remove: float, change: float, seed: int = 3,
+    skip: frozenset[str] = frozenset(),
+) -> Delta:
+    """Write ``dst``: the mailbox file ``src`` with a fraction of mailboxes removed and
+    another changed (keyed by address).
+
+    A changed mailbox either gets a new street number, or, for about half of them, a new
+    holder name (a personal mailbox) or service (any other).
+    """
+    rng = random.Random(seed)
+    delta = Delta()
+    with src.open(encoding="utf-8") as f, dst.open("w", encoding="utf-8", newline="") as out:
+        out.write(f.readline())
+        for line in f:
+            fields = line.split("|")
+            address = fields[M.ADDRESS]
+            r = rng.random()
+            if address in skip:
+                pass
+            elif r < remove:
+                delta.removed.add(address)
+                continue
+            elif r < remove + change:
+                delta.changed.add(address)
+                if rng.random() < 0.5:
+                    delta.renamed.add(address)
+                    if fields[M.LAST_NAME]:
+                        fields[M.LAST_NAME] = _other(fields[M.LAST_NAME], rng, LAST_NAMES)
+                    else:
+                        fields[M.SERVICE] = _other(fields[M.SERVICE], rng, SERVICES)
+                else:
+                    fields[_STREET_NUMBER] = _other(fields[_STREET_NUMBER], rng, _NUMBERS)
+                line = "|".join(fields)
+            out.write(line)
+    return delta
 
 
 def zip_extracts(paths: list[Path], zip_path: Path) -> Path:

@@ -33,7 +33,8 @@ def register(sub: Any) -> None:
     imp = s.add_parser("import", help="import Annuaire Santé extracts (.txt or .zip)")
     imp.add_argument("files", nargs="+", type=Path, metavar="FILE")
     imp.add_argument("--strict", action="store_true",
-                     help="refuse everything on the first error (default: skip bad lines)")
+                     help="refuse everything on the first error, a wrong check digit "
+                          "included (default: skip bad lines, warn on check digits)")
     imp.add_argument("--report", type=Path, metavar="FILE",
                      help="report file (default: in [directory] report_dir)")
     imp.add_argument("--strict-identifiers", action="store_true",
@@ -63,6 +64,7 @@ def register(sub: Any) -> None:
     ap.add_argument("--last-name", required=True)
     ap.add_argument("--first-name", default="")
     ap.add_argument("--civility", default="", help='e.g. "Docteur"')
+    ap.add_argument("--civility-code", default="", help='e.g. "DR"')
     ap.add_argument("--profession", required=True, help="profession code, e.g. 10")
     ap.add_argument("--specialty-code", default="")
     ap.add_argument("--specialty", default="", help="specialty label")
@@ -82,17 +84,29 @@ def register(sub: Any) -> None:
     am.add_argument("--red-list", action="store_true", help="never shown by search")
     am.set_defaults(func=cmd_add_mailbox)
 
-    ed = s.add_parser("edit", help="correct a practitioner (RPPS) or a mailbox (address)")
+    ed = s.add_parser(
+        "edit", help="correct a practitioner (RPPS) or a mailbox (address)",
+        description="Each value given is kept as a manual override that later imports do "
+                    "not undo (they report when they disagree). Practitioner corrections "
+                    "of profession, specialty and site apply to its main activity.")
     ed.add_argument("target", help="RPPS / national id, or mailbox address")
     ed.add_argument("--last-name")
     ed.add_argument("--first-name")
-    ed.add_argument("--civility")
-    ed.add_argument("--type", dest="mailbox_type")
-    ed.add_argument("--national-id")
-    ed.add_argument("--structure", dest="structure_name")
-    ed.add_argument("--service")
-    ed.add_argument("--profession")
-    red = ed.add_mutually_exclusive_group()
+    ed.add_argument("--profession", help="profession code, e.g. 10")
+    pr = ed.add_argument_group("practitioner only")
+    pr.add_argument("--civility", help='e.g. "Docteur"')
+    pr.add_argument("--civility-code", help='e.g. "DR"')
+    pr.add_argument("--specialty-code", help="e.g. SM54")
+    pr.add_argument("--specialty", help="specialty label")
+    pr.add_argument("--town", help="town of the main site")
+    pr.add_argument("--postcode", help="postcode of the main site")
+    pr.add_argument("--departement", help="département of the main site (69, 2A, 974…)")
+    mb = ed.add_argument_group("mailbox only")
+    mb.add_argument("--type", dest="mailbox_type")
+    mb.add_argument("--national-id")
+    mb.add_argument("--structure", dest="structure_name")
+    mb.add_argument("--service")
+    red = mb.add_mutually_exclusive_group()
     red.add_argument("--red-list", dest="red_list", action="store_true", default=None)
     red.add_argument("--no-red-list", dest="red_list", action="store_false")
     ed.add_argument("--reset", action="append", default=[], metavar="FIELD",
@@ -293,7 +307,8 @@ def _admin(args: argparse.Namespace, fn: Callable[[Connection, admin.Who, Any], 
 def cmd_add_practitioner(args: argparse.Namespace) -> int:
     entry = _admin(args, lambda conn, who, journal: admin.add_practitioner(
         conn, national_id=args.national_id, last_name=args.last_name,
-        first_name=args.first_name, civility=args.civility, profession=args.profession,
+        first_name=args.first_name, civility=args.civility, civility_code=args.civility_code,
+        profession=args.profession,
         specialty_code=args.specialty_code, specialty=args.specialty, town=args.town,
         postcode=args.postcode, departement=args.departement, who=who, journal=journal,
     ))
@@ -313,25 +328,26 @@ def cmd_add_mailbox(args: argparse.Namespace) -> int:
     return 0
 
 
-_PRACTITIONER_EDITS = {"last_name": "last_name", "first_name": "first_name",
-                       "civility": "civility"}
-_MAILBOX_EDITS = {"last_name": "last_name", "first_name": "first_name",
-                  "mailbox_type": "mailbox_type", "national_id": "national_id",
-                  "structure_name": "structure_name", "service": "service",
-                  "profession": "profession", "red_list": "red_list"}
+#: The options of `edit` (argparse destinations, named as the fields they override).
+_PRACTITIONER_EDITS = ("last_name", "first_name", "civility", "civility_code", "profession",
+                       "specialty_code", "specialty", "town", "postcode", "departement")
+_MAILBOX_EDITS = ("last_name", "first_name", "mailbox_type", "national_id", "structure_name",
+                  "service", "profession", "red_list")
 
 
 def cmd_edit(args: argparse.Namespace) -> int:
     is_mailbox = "@" in args.target
     names = _MAILBOX_EDITS if is_mailbox else _PRACTITIONER_EDITS
     changes: dict[str, str | bool | None] = {}
-    for opt, field in names.items():
-        value = getattr(args, opt, None)
+    for field in names:
+        value = getattr(args, field, None)
         if value is not None:
             changes[field] = value
-    others = [o for o in set(_MAILBOX_EDITS) - set(names) if getattr(args, o, None) is not None]
+    others = sorted(o for o in {*_MAILBOX_EDITS, *_PRACTITIONER_EDITS} - set(names)
+                    if getattr(args, o, None) is not None)
     if others:
-        raise CliError("not a mailbox: cannot change " + ", ".join(sorted(others)))
+        what = "a practitioner" if is_mailbox else "a mailbox"
+        raise CliError(f"not {what}: cannot change " + ", ".join(others))
     for field in args.reset:
         changes[field] = None
     if not changes:

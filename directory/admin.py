@@ -11,6 +11,7 @@ Functions take a :class:`~sqlalchemy.Connection` inside the caller's transaction
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -74,6 +75,12 @@ def _national(value: str, *, lenient: bool = False) -> str:
     return nat
 
 
+def _plain(*values: str) -> None:
+    """Values stored in an extract-like record cannot hold its separator or a line break."""
+    if any(c in v for v in values for c in (SEPARATOR, "\n", "\r")):
+        raise AdminError("Les caractères « | » et retour à la ligne sont interdits.")
+
+
 def _refresh(conn: Connection, practitioners: list[int] = (), mailboxes: list[int] = ()) -> None:  # type: ignore[assignment]
     search_index.begin_marking(conn)
     search_index.mark(conn, practitioners, mailboxes)
@@ -93,10 +100,14 @@ def add_practitioner(
     """Add a practitioner absent from the extracts (with one activity)."""
     now = _now(now)
     nat = _national(national_id, lenient=lenient)
+    _plain(last_name, first_name, civility, civility_code, specialty_code, specialty, town,
+           postcode, departement)
     if not last_name.strip():
         raise AdminError("Le nom est obligatoire.")
-    if profession not in PROFESSIONS:
-        raise AdminError(f"Profession inconnue : « {profession} ».")
+    profession = _activity_value("profession", profession.strip())
+    specialty_code = _activity_value("specialty_code", specialty_code.strip())
+    postcode = _activity_value("postcode", postcode.strip())
+    departement = _activity_value("departement", departement.strip())
     pid = int(nat)
     if conn.execute(text("SELECT 1 FROM practitioner WHERE id = :id"), {"id": pid}).first():
         raise AdminError(f"Le praticien {nat} existe déjà : utilisez « edit ».")
@@ -152,13 +163,33 @@ def _ids(conn: Connection, sql: str, params: dict[str, Any]) -> list[int]:
     return [int(r[0]) for r in conn.execute(text(sql), params)]
 
 
+_POSTCODE = re.compile(r"\d{5}")
+_DEPARTEMENT = re.compile(r"\d{2,3}|2[AB]")
+
+
+def _activity_value(name: str, value: str) -> str:
+    """Check a correction of the main activity (:data:`records.ACTIVITY_FIELDS`)."""
+    if name == "profession" and value not in PROFESSIONS:
+        raise AdminError(f"Profession inconnue : « {value} ».")
+    if name == "postcode" and value and not _POSTCODE.fullmatch(value):
+        raise AdminError(f"Code postal invalide : « {value} » (5 chiffres).")
+    if name == "departement":
+        value = value.upper()
+        if value and not _DEPARTEMENT.fullmatch(value):
+            raise AdminError(f"Département invalide : « {value} » (ex. 69, 2A, 974).")
+    if name == "specialty_code":
+        value = value.upper()
+    return value
+
+
 def edit_practitioner(
     conn: Connection, national_id: str, changes: Mapping[str, str | bool | None], *,
     who: Who, now: datetime | None = None, journal: Journal | None = None,
 ) -> lookup.PractitionerEntry:
-    """Override fields (``last_name``, ``first_name``, ``civility``, ``civility_code``;
-    ``active``: False deactivates by hand); a value of None removes the override (the
-    extract's value, or state, applies again)."""
+    """Override fields: names and civility (:data:`records.PRACTITIONER_FIELDS`), and the
+    profession, specialty and site (town, postcode, département) of the main activity
+    (:data:`records.ACTIVITY_FIELDS`); ``active``: False deactivates by hand. A value of
+    None removes the override (the extract's value, or state, applies again)."""
     now = _now(now)
     nat = _national(national_id, lenient=True)
     row = conn.execute(
@@ -167,7 +198,7 @@ def edit_practitioner(
     ).first()
     if row is None:
         raise AdminError(f"Praticien inconnu : {nat}.")
-    allowed = {*records.PRACTITIONER_FIELDS, "active"}
+    allowed = {*records.PRACTITIONER_FIELDS, *records.ACTIVITY_FIELDS, "active"}
     unknown = set(changes) - allowed
     if unknown:
         raise AdminError("Champ non modifiable : " + ", ".join(sorted(unknown)) + ".")
@@ -178,9 +209,13 @@ def edit_practitioner(
         elif name == "active":
             overrides[name] = _stamp(False, who, now)
         else:
-            if name == "last_name" and not str(value).strip():
+            v = str(value).strip()
+            if name == "last_name" and not v:
                 raise AdminError("Le nom ne peut pas être vide.")
-            overrides[name] = _stamp(str(value).strip(), who, now)
+            if name in records.ACTIVITY_FIELDS:
+                v = _activity_value(name, v)
+            overrides[name] = _stamp(v, who, now)
+    merge.apply_activity_overrides(conn, int(nat), overrides)
     fields = records.person_fields(row.raw, overrides)
     active = bool(row.listed) and not records.deactivated(overrides)
     conn.execute(
@@ -215,6 +250,7 @@ def add_mailbox(
 ) -> lookup.MailboxEntry:
     """Add a mailbox absent from the extracts (e.g. one of this operator's own)."""
     now = _now(now)
+    _plain(last_name, first_name, structure_name, service, profession)
     addr = address.strip().lower()
     if not valid_address(addr):
         raise AdminError(f"Adresse invalide : « {address} ».")
@@ -398,14 +434,15 @@ def show(conn: Connection, target: str) -> PractitionerDetails | MailboxDetails:
     ).one()
     ov = records.load_overrides(row.overrides)
     f = records.person_fields(row.raw, ov)
-    acts = tuple(
-        ActivityDetails(records.activity_record(a.raw), bool(a.active), a.inactive_since, a.source)
-        for a in conn.execute(
+    acts = tuple(  # the first is the main activity, which the overrides correct
+        ActivityDetails(records.activity_record(a.raw, ov if i == 0 else None), bool(a.active),
+                        a.inactive_since, a.source)
+        for i, a in enumerate(conn.execute(
             text("SELECT raw, active, inactive_since, source FROM practitioner_activity "
                  "WHERE practitioner_id = :id ORDER BY active DESC, id").columns(
                 inactive_since=_TS),
             {"id": int(nat)},
-        )
+        ))
     )
     boxes = tuple(
         e for e in (

@@ -102,7 +102,9 @@ class ImportResult:
 
 @dataclass
 class ImportOptions:
-    #: Refuse the whole import on the first error.
+    #: Refuse the whole import on the first error. A strict import is strict about
+    #: identifiers too: a wrong check digit is then an error (``lenient_identifiers`` is
+    #: ignored).
     strict: bool = False
     #: A wrong check digit (Luhn) is a warning, not an error (DOMAIN.md §3).
     lenient_identifiers: bool = True
@@ -139,7 +141,8 @@ def import_files(engine: Engine, paths: Iterable[Path], options: ImportOptions) 
     """Import extract files (``.txt`` or ``.zip``, both kinds detected from their header).
 
     Raises :class:`ImportRefused` (nothing imported) on an unreadable file, an unknown
-    header, or — with ``strict`` — the first error; :class:`SourceError` for a missing file.
+    header, or — with ``strict`` — the first error (in file order, wrong check digits
+    included); :class:`SourceError` for a missing file.
     """
     now = options.now or datetime.now(UTC)
     log = IssueLog()
@@ -155,10 +158,10 @@ def import_files(engine: Engine, paths: Iterable[Path], options: ImportOptions) 
             raise ImportRefused(issue)
 
     workdir = _workdir(engine, options)
-    defaults = staging.StageOptions(lenient=options.lenient_identifiers,
-                                    strict=options.strict, workdir=workdir)
+    lenient = options.lenient_identifiers and not options.strict
+    defaults = staging.StageOptions(lenient=lenient, strict=options.strict, workdir=workdir)
     stage_opts = staging.StageOptions(
-        lenient=options.lenient_identifiers, strict=options.strict, workdir=workdir,
+        lenient=lenient, strict=options.strict, workdir=workdir,
         workers=options.workers or defaults.workers,
         min_chunk=options.min_chunk or defaults.min_chunk,
     )

@@ -118,13 +118,14 @@ def practitioner(conn: Connection, national_id: str) -> PractitionerEntry | None
     ).first()
     if row is None:
         return None
-    f = records.person_fields(row.raw, records.load_overrides(row.overrides))
+    overrides = records.load_overrides(row.overrides)
+    f = records.person_fields(row.raw, overrides)
     act = conn.execute(
         text("SELECT raw FROM practitioner_activity WHERE practitioner_id = :id "
              "ORDER BY active DESC, id LIMIT 1"),
         {"id": int(nat)},
     ).scalar()
-    code = records.activity_record(act).profession_code if act else ""
+    code = records.activity_record(act, overrides).profession_code if act else ""
     first = f[records.PRACTITIONER_FIELDS["first_name"]].strip()
     last = f[records.PRACTITIONER_FIELDS["last_name"]].strip()
     civility = f[records.PRACTITIONER_FIELDS["civility"]].strip()

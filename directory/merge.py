@@ -29,6 +29,7 @@ from sqlalchemy import Connection, DateTime, bindparam, text
 from sqlalchemy.sql.elements import TextClause
 
 from directory import records, search_index, staging
+from directory.formats import P
 from directory.tables import SOURCE_IMPORT
 
 _TS = DateTime(timezone=True)
@@ -226,6 +227,42 @@ def merge_practitioners(conn: Connection, imp: int, now: datetime, result: Merge
         _practitioner_overrides(conn, imp, now, result)
 
 
+#: How a state override, and what an import implies for it, read in a report.
+_STATE_SHOWN: dict[str, dict[bool, str]] = {
+    "active": {True: "active", False: "inactive"},
+    "red_list": {True: "red list", False: "published"},
+}
+#: What an import listing an entry says of its state: the public extract lists it, so it is
+#: active and published (it carries no red-list column).
+_STATE_IMPORTED = {"active": "active", "red_list": "published"}
+
+
+def _disagreements(
+    result: MergeResult, kind: str, key: str, overrides: records.Overrides,
+    imported: dict[str, str],
+) -> bool:
+    """Report each override that says something else than the import (the override is
+    kept); remember in the override what the import said. Return whether any override's
+    ``imported`` changed."""
+    changed = False
+    for name, entry in overrides.items():
+        if name in _STATE_SHOWN:
+            said, kept = _STATE_IMPORTED[name], _STATE_SHOWN[name][bool(entry["value"])]
+        elif name in imported:
+            said, kept = imported[name], str(entry["value"])
+        else:
+            continue
+        if said.strip() == kept:
+            continue
+        result.disagreements.append(Disagreement(
+            kind, key, name, said, kept, str(entry.get("by", "")), str(entry.get("at", "")),
+        ))
+        if entry.get("imported") != said:
+            entry["imported"] = said
+            changed = True
+    return changed
+
+
 def _practitioner_overrides(
     conn: Connection, imp: int, now: datetime, result: MergeResult
 ) -> None:
@@ -247,23 +284,20 @@ def _practitioner_overrides(
         if row.id not in present:
             continue
         overrides = records.load_overrides(row.overrides)
-        imported = records.person_fields(row.raw)
-        changed_overrides = False
-        for name, col in records.PRACTITIONER_FIELDS.items():
-            if name not in overrides:
-                continue
-            entry = overrides[name]
-            if imported[col] != str(entry["value"]):
-                result.disagreements.append(Disagreement(
-                    "practitioner", row.national_id, name, imported[col], str(entry["value"]),
-                    str(entry.get("by", "")), str(entry.get("at", "")),
-                ))
-                if entry.get("imported") != imported[col]:
-                    entry["imported"] = imported[col]
-                    changed_overrides = True
+        person = records.person_fields(row.raw)
+        imported = {name: person[col] for name, col in records.PRACTITIONER_FIELDS.items()}
+        main = main_activity_raw(conn, row.id)
+        if main is not None:
+            act = records.activity_fields(main)
+            imported.update({name: act[col - P.ACTIVITY_START]
+                             for name, col in records.ACTIVITY_FIELDS.items()})
+        changed_overrides = _disagreements(result, "practitioner", row.national_id, overrides,
+                                           imported)
+        changed_terms = apply_activity_overrides(conn, row.id, overrides)
         name_terms = records.person_name_terms(records.person_fields(row.raw, overrides))
         active = bool(row.listed) and not records.deactivated(overrides)
-        if name_terms != row.name_terms or active != bool(row.active) or changed_overrides:
+        if (name_terms != row.name_terms or active != bool(row.active) or changed_overrides
+                or changed_terms):
             conn.execute(
                 _sql("""
                     UPDATE practitioner SET name_terms = :terms, active = :active,
@@ -275,6 +309,40 @@ def _practitioner_overrides(
                 {"terms": name_terms, "active": active, "now": now, "imp": imp,
                  "ov": records.dump_overrides(overrides), "id": row.id},
             )
+
+
+_ACTIVITIES_OF = text(
+    "SELECT id, raw, terms FROM practitioner_activity WHERE practitioner_id = :pid "
+    "ORDER BY active DESC, id"
+)
+
+
+def main_activity_raw(conn: Connection, pid: int) -> str | None:
+    """The record of a practitioner's main activity: its first active one (else its first).
+
+    The activity an admin's corrections of profession, specialty and site apply to
+    (:data:`records.ACTIVITY_FIELDS`); lookups and search show it first.
+    """
+    row = conn.execute(_ACTIVITIES_OF, {"pid": pid}).first()
+    return None if row is None else str(row.raw)
+
+
+def apply_activity_overrides(conn: Connection, pid: int, overrides: records.Overrides) -> bool:
+    """Make the search terms of a practitioner's activities follow its overrides.
+
+    The main activity's terms are computed from its fields with the overrides laid over
+    them, every other activity's from its own fields (the main one may have changed since
+    the override was set). Return whether any activity changed.
+    """
+    changed = False
+    for i, row in enumerate(conn.execute(_ACTIVITIES_OF, {"pid": pid}).all()):
+        fields = records.activity_fields(row.raw, overrides if i == 0 else None)
+        terms = records.activity_terms_of(fields)
+        if terms != row.terms:
+            conn.execute(text("UPDATE practitioner_activity SET terms = :t WHERE id = :id"),
+                         {"t": terms, "id": row.id})
+            changed = True
+    return changed
 
 
 def duplicate_mailboxes(conn: Connection) -> list[tuple[int, str, int]]:
@@ -379,20 +447,9 @@ def _mailbox_overrides(conn: Connection, imp: int, now: datetime, result: MergeR
     ).all()
     for row in rows:
         overrides = records.load_overrides(row.overrides)
-        imported = records.mailbox_fields(row.raw)
-        changed_overrides = False
-        for name, col in records.MAILBOX_FIELDS.items():
-            if name not in overrides:
-                continue
-            entry = overrides[name]
-            if imported[col].strip() != str(entry["value"]):
-                result.disagreements.append(Disagreement(
-                    "mailbox", row.address, name, imported[col], str(entry["value"]),
-                    str(entry.get("by", "")), str(entry.get("at", "")),
-                ))
-                if entry.get("imported") != imported[col]:
-                    entry["imported"] = imported[col]
-                    changed_overrides = True
+        fields = records.mailbox_fields(row.raw)
+        imported = {name: fields[col] for name, col in records.MAILBOX_FIELDS.items()}
+        changed_overrides = _disagreements(result, "mailbox", row.address, overrides, imported)
         eff = records.mailbox_fields(row.raw, overrides)
         mtype, name_terms, national, terms, _ = records.mailbox_derived(eff, row.address)
         active = bool(row.listed) and not records.deactivated(overrides)

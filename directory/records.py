@@ -6,6 +6,7 @@
     {"last_name": {"value": "Lefèvre", "by": "admin@…", "at": "2026-…", "imported": "LEFEVRE"}}
 
 ``imported`` is what the latest import said for that field when it disagreed (or null).
+A practitioner's overrides may also correct its main activity (:data:`ACTIVITY_FIELDS`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from directory import normalise as nz
 from directory.formats import MAILBOX_COLUMNS, PERSON_COLUMNS, SEPARATOR, M, P
 from directory.parse_mailbox import mailbox_name_parts, mailbox_terms
+from directory.parse_person import activity_terms
 from directory.professions import profession_label
 
 #: Practitioner fields an admin may override, and their column in the person record.
@@ -25,6 +27,18 @@ PRACTITIONER_FIELDS: dict[str, int] = {
     "first_name": P.FIRST_NAME,
     "civility_code": P.CIVILITY_EX_CODE,
     "civility": P.CIVILITY_EX,
+}
+#: Fields of a practitioner's *main activity* (its first active one,
+#: :func:`directory.merge.main_activity_raw`) an admin may override — profession,
+#: specialty, and the main site's town, postcode and département — and their column in the
+#: person record. They are kept in the practitioner's overrides.
+ACTIVITY_FIELDS: dict[str, int] = {
+    "profession": P.PROFESSION,
+    "specialty_code": P.SPECIALTY,
+    "specialty": P.SPECIALTY_LABEL,
+    "town": P.TOWN,
+    "postcode": P.POSTCODE,
+    "departement": P.DEPARTEMENT,
 }
 #: Mailbox fields an admin may override, and their column in the mailbox record.
 MAILBOX_FIELDS: dict[str, int] = {
@@ -83,9 +97,27 @@ def mailbox_fields(raw: str, overrides: Overrides | None = None) -> list[str]:
     return effective(raw, len(MAILBOX_COLUMNS), overrides or {}, MAILBOX_FIELDS)
 
 
-def activity_fields(raw: str) -> list[str]:
-    """The activity columns 9..51, re-indexed from 0 (use ``P.X - P.ACTIVITY_START``)."""
-    return split_raw(raw, len(PERSON_COLUMNS) - P.ACTIVITY_START)
+def activity_fields(raw: str, overrides: Overrides | None = None) -> list[str]:
+    """The activity columns 9..51, re-indexed from 0 (use ``P.X - P.ACTIVITY_START``).
+
+    With ``overrides`` (a practitioner's, for its main activity), the corrected fields are
+    laid over the record, the profession's label following its code.
+    """
+    fields = split_raw(raw, len(PERSON_COLUMNS) - P.ACTIVITY_START)
+    for name, col in ACTIVITY_FIELDS.items():
+        if overrides and name in overrides:
+            fields[col - P.ACTIVITY_START] = str(overrides[name]["value"])
+    if overrides and "profession" in overrides:
+        fields[P.PROFESSION_LABEL - P.ACTIVITY_START] = profession_label(
+            str(overrides["profession"]["value"]))
+    return fields
+
+
+def activity_terms_of(fields: list[str]) -> str:
+    """The search terms of an activity (:func:`activity_fields`), as the importer makes them."""
+    a = P.ACTIVITY_START
+    return activity_terms(fields[P.PROFESSION - a], fields[P.SPECIALTY - a], fields[P.TOWN - a],
+                          fields[P.POSTCODE - a], fields[P.DEPARTEMENT - a])
 
 
 def person_name_terms(fields: list[str]) -> str:
@@ -131,8 +163,9 @@ def _a(fields: list[str], col: int) -> str:
     return fields[col - P.ACTIVITY_START].strip()
 
 
-def activity_record(raw: str) -> Activity:
-    f = activity_fields(raw)
+def activity_record(raw: str, overrides: Overrides | None = None) -> Activity:
+    """An activity as displayed (``overrides``: for a practitioner's main activity)."""
+    f = activity_fields(raw, overrides)
     street = " ".join(
         v for v in (_a(f, 28), _a(f, 29), _a(f, 31), _a(f, 32)) if v
     )

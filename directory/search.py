@@ -320,13 +320,16 @@ def _practitioner_hits(conn: Connection, pids: list[int]) -> dict[int, Hit]:
         _in("SELECT id, national_id, raw, overrides FROM practitioner WHERE id IN :ids"),
         {"ids": pids},
     ).all()
+    overrides = {int(r.id): records.load_overrides(r.overrides) for r in people}
     acts: dict[int, list[records.Activity]] = {}
     for pid, raw in conn.execute(
         _in("SELECT practitioner_id, raw FROM practitioner_activity "
             "WHERE practitioner_id IN :ids AND active = true ORDER BY id"),
         {"ids": pids},
     ):
-        acts.setdefault(int(pid), []).append(records.activity_record(raw))
+        # the first active activity is the main one, which the overrides correct
+        mine = acts.setdefault(int(pid), [])
+        mine.append(records.activity_record(raw, None if mine else overrides.get(int(pid))))
     boxes: dict[int, list[MailboxRef]] = {}
     for pid, address, mtype in conn.execute(
         _in("SELECT practitioner_id, address, mailbox_type FROM directory_mailbox "
@@ -336,8 +339,8 @@ def _practitioner_hits(conn: Connection, pids: list[int]) -> dict[int, Hit]:
     ):
         boxes.setdefault(int(pid), []).append(MailboxRef(address, mtype))
     out: dict[int, Hit] = {}
-    for pid, national, raw, overrides in people:
-        f = records.person_fields(raw, records.load_overrides(overrides))
+    for pid, national, raw, _ in people:
+        f = records.person_fields(raw, overrides[int(pid)])
         activities = acts.get(int(pid), [])
         out[int(pid)] = Hit(
             kind="practitioner",

@@ -109,6 +109,7 @@ def test_manual_edits_survive_imports_and_disagreements_are_reported(
     res = run_import(engine, person, boxes, now=LATER, report_path=report)
     found = sorted((d.kind, d.field, d.imported, d.kept) for d in res.merge.disagreements)
     assert found == [
+        ("mailbox", "red_list", "published", "red list"),
         ("mailbox", "structure_name", "PHARMACIE DU CH", "PHARMACIE CENTRALE DU CH"),
         ("practitioner", "last_name", "LEFÈVRE", "LEFÈVRE-MARTIN"),
     ]
@@ -132,7 +133,7 @@ def test_manual_edits_survive_imports_and_disagreements_are_reported(
         assert lookup.practitioner(conn, RPPS).last_name == "LEFÈVRE"  # type: ignore[union-attr]
     # a second import with nothing new changes nothing and still reports the mailbox
     again = run_import(engine, person, boxes, now=LATER)
-    assert [d.field for d in again.merge.disagreements] == ["structure_name"]
+    assert [d.field for d in again.merge.disagreements] == ["red_list", "structure_name"]
     assert again.merge.mailboxes.changed == 0
 
 
@@ -183,3 +184,96 @@ def test_manual_entries_are_not_retired_by_imports(
     with engine.connect() as conn:
         assert lookup.practitioner(conn, "15000000024").active  # type: ignore[union-attr]
         assert lookup.is_referenced_active(conn, "ops@demo.mssante.fr")
+
+
+def test_manual_deactivations_the_import_disagrees_with_are_reported(
+    loaded: tuple[Engine, Path, Path], tmp_path: Path
+) -> None:
+    engine, person, boxes = loaded
+    with engine.begin() as conn:
+        admin.deactivate(conn, RPPS, who=ADMIN)
+        admin.deactivate(conn, "accueil@ch.mssante.fr", who=ADMIN)
+    report = tmp_path / "report.txt"
+    res = run_import(engine, person, boxes, now=LATER, report_path=report)
+    found = sorted((d.kind, d.key, d.field, d.imported, d.kept, d.by)
+                   for d in res.merge.disagreements)
+    assert found == [
+        ("mailbox", "accueil@ch.mssante.fr", "active", "active", "inactive", ADMIN.actor),
+        ("practitioner", "8" + RPPS, "active", "active", "inactive", ADMIN.actor),
+    ]
+    body = report.read_text(encoding="utf-8")
+    assert "Manual edits kept against this import (2):" in body
+    assert (f"practitioner 8{RPPS}: field «active»: the import says «active», the manual "
+            "value «inactive» is kept (set by admin@caducee.test on ") in body
+    with engine.connect() as conn:
+        assert not lookup.practitioner(conn, RPPS).active  # type: ignore[union-attr]
+        assert not lookup.mailbox(conn, "accueil@ch.mssante.fr").active  # type: ignore[union-attr]
+        shown = admin.show(conn, RPPS)
+    assert shown.overrides["active"]["imported"] == "active"
+    # entries the import no longer lists agree with a manual deactivation: nothing to say
+    empty_people = write_person(tmp_path / "PS2.txt", [])
+    empty_boxes = write_mailbox(tmp_path / "BAL2.txt", [])
+    quiet = run_import(engine, empty_people, empty_boxes, now=LATER)
+    assert quiet.merge.disagreements == []
+
+
+def test_main_activity_corrections_are_overrides(
+    loaded: tuple[Engine, Path, Path], tmp_path: Path
+) -> None:
+    from directory.search import Query, search
+
+    engine, person, boxes = loaded
+
+    def found(**q: str) -> list[str]:
+        with engine.connect() as conn:
+            return [h.national_id or "" for h in search(conn, Query(**q)).hits]  # type: ignore[arg-type]
+
+    assert found(town="Lyon", profession="10") == ["8" + RPPS]
+    with engine.begin() as conn:
+        entry = admin.edit_practitioner(conn, RPPS, {
+            "profession": "60", "specialty_code": "", "specialty": "", "town": "Villeurbanne",
+            "postcode": "69100"}, who=ADMIN)
+        assert (entry.profession_code, entry.profession) == ("60", "Infirmier")
+        for bad, message in (({"postcode": "691"}, "Code postal invalide"),
+                             ({"profession": "77"}, "Profession inconnue"),
+                             ({"departement": "6X"}, "Département invalide")):
+            with pytest.raises(AdminError, match=message):
+                admin.edit_practitioner(conn, RPPS, bad, who=ADMIN)
+    assert found(town="Villeurbanne", profession="60") == ["8" + RPPS]
+    assert found(postcode="69100") == ["8" + RPPS]
+    # (her mailbox, in Lyon, keeps its own fields: only the specialty left her document)
+    assert found(specialty="SM54") == []
+    with engine.connect() as conn:
+        (hit,) = search(conn, Query(town="Villeurbanne")).hits
+        details = admin.show(conn, RPPS)
+    assert hit.professions == ("Infirmier",) and hit.places[0].postcode == "69100"
+    assert isinstance(details, admin.PractitionerDetails)
+    main = details.activities[0].activity
+    assert (main.profession, main.site.town, main.specialty) == ("Infirmier", "Villeurbanne", "")
+
+    # the next import keeps the corrections and reports each field it disagrees with
+    report = tmp_path / "report.txt"
+    res = run_import(engine, person, boxes, now=LATER, report_path=report)
+    assert sorted((d.field, d.imported, d.kept) for d in res.merge.disagreements) == [
+        ("postcode", "69002", "69100"), ("profession", "10", "60"),
+        ("specialty", "Médecine générale", ""), ("specialty_code", "SM54", ""),
+        ("town", "Lyon", "Villeurbanne"),
+    ]
+    assert "field «town»: the import says «Lyon», the manual value «Villeurbanne»" in (
+        report.read_text(encoding="utf-8"))
+    assert found(town="Villeurbanne", profession="60") == ["8" + RPPS]
+    # a later extract replaces the main activity (new phone): the corrections follow it
+    moved = write_person(tmp_path / "PS2.txt", [
+        person_line(**{"Téléphone (coord. structure)": "0478000000"})])
+    again = run_import(engine, moved, boxes, now=LATER)
+    assert again.merge.activities.added == 1 and again.merge.activities.deactivated == 1
+    assert found(town="Villeurbanne", profession="60") == ["8" + RPPS]
+    assert found(specialty="SM54") == []
+    # dropping the corrections lets the extract speak again
+    with engine.begin() as conn:
+        admin.edit_practitioner(conn, RPPS, dict.fromkeys(
+            ("profession", "specialty_code", "specialty", "town", "postcode")), who=ADMIN)
+    assert found(town="Lyon", profession="10", specialty="SM54") == ["8" + RPPS]
+    assert found(town="Villeurbanne") == []
+    with engine.connect() as conn:
+        assert lookup.practitioner(conn, RPPS).profession == "Médecin"  # type: ignore[union-attr]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from caducee.cli import main
-from tests.directory.conftest import Extract
+from tests.directory.conftest import Extract, person_line, write_person
 
 
 @pytest.fixture
@@ -95,3 +95,84 @@ def test_entry_point(config: Path, demo_extract: Extract) -> None:
     assert r.returncode == 0, r.stderr
     assert "Mailboxes: " in r.stdout
     assert (config.parent / "r.txt").exists()
+
+
+def test_strict_import_refuses_a_bad_data_line(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = write_person(tmp_path / "PS1.txt", [person_line()])
+    assert cli(config, "import", str(first)) == 0
+    capsys.readouterr()
+    other = {"Identifiant PP": "15000000024", "Identification nationale PP": "815000000024"}
+    bad = write_person(tmp_path / "PS.txt", [
+        person_line(**other), person_line(**{**other, "Code profession": "77"})])
+    assert cli(config, "import", "--strict", str(bad)) == 1
+    out, err = capsys.readouterr()
+    assert err.splitlines()[-2:] == [
+        f"caducee: import refused, nothing changed: {bad}:3: column «Code profession»: "
+        "unknown profession code (77)",
+        f"report: {err.split('report: ')[1].strip()}",
+    ]
+    assert "Traceback" not in err and out == ""
+    assert cli(config, "show", "15000000024") == 1  # nothing changed: not even line 2
+    assert "Praticien inconnu" in capsys.readouterr().err
+    assert cli(config, "show", "15000000016") == 0
+
+    # a strict import is strict about check digits too; the default mode only warns
+    luhn = write_person(tmp_path / "PS3.txt", [person_line(**{
+        "Identifiant PP": "15000000017", "Identification nationale PP": "815000000017"})])
+    assert cli(config, "import", "--strict", str(luhn)) == 1
+    assert "RPPS check digit is wrong (Luhn) (15000000017)" in capsys.readouterr().err
+    assert cli(config, "import", str(luhn)) == 0
+    out, _ = capsys.readouterr()
+    assert "warning: " in out and "Practitioners: 1 added" in out
+
+
+def test_manage_a_practitioner(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(config, "add", "practitioner", "19999900012", "--last-name", "MARTIN",
+               "--first-name", "Claire", "--civility", "Docteur", "--civility-code", "DR",
+               "--profession", "10", "--specialty-code", "SM54", "--specialty",
+               "Médecine générale", "--town", "Lyon", "--postcode", "69002",
+               "--departement", "69") == 0
+    out, _ = capsys.readouterr()
+    assert out.strip() == "added practitioner 819999900012: Docteur Claire MARTIN (Médecin)"
+    assert cli(config, "add", "practitioner", "19999900012", "--last-name", "X",
+               "--profession", "10") == 1
+    assert "existe déjà" in capsys.readouterr().err
+
+    assert cli(config, "edit", "19999900012", "--last-name", "MARTIN-DURAND",
+               "--profession", "60", "--town", "Villeurbanne", "--postcode", "69100") == 0
+    out, _ = capsys.readouterr()
+    assert out.strip() == "819999900012: updated (Docteur Claire MARTIN-DURAND)"
+    assert cli(config, "edit", "19999900012", "--service", "x") == 1
+    assert "not a mailbox: cannot change service" in capsys.readouterr().err
+    assert cli(config, "edit", "a@demo.mssante.fr", "--town", "x") == 1
+    assert "not a practitioner: cannot change town" in capsys.readouterr().err
+    assert cli(config, "edit", "19999900012", "--postcode", "691") == 1
+    assert "Code postal invalide" in capsys.readouterr().err
+
+    assert cli(config, "search", "--town", "villeurbanne", "--json") == 0
+    (hit,) = json.loads(capsys.readouterr().out)["results"]
+    assert hit["national_id"] == "819999900012" and hit["professions"] == ["Infirmier"]
+
+    assert cli(config, "show", "19999900012", "--json") == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["overrides"]["town"]["value"] == "Villeurbanne"
+    assert shown["overrides"]["profession"]["by"].startswith("cli")
+    assert shown["activities"][0]["activity"]["site"]["postcode"] == "69100"
+
+    assert cli(config, "deactivate", "19999900012") == 0
+    assert cli(config, "show", "19999900012") == 0
+    out, _ = capsys.readouterr()
+    assert "state: inactive since " in out and "manual active = «False»" in out
+    assert "activity (active): Infirmier, Médecine générale" in out
+    assert cli(config, "search", "--town", "villeurbanne", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["results"] == []
+
+    assert cli(config, "reactivate", "19999900012") == 0
+    assert cli(config, "edit", "19999900012", "--reset", "town", "--reset", "postcode") == 0
+    assert cli(config, "show", "19999900012") == 0
+    out, _ = capsys.readouterr()
+    assert "state: active;" in out and "Lyon" in out and "manual town" not in out
+    assert cli(config, "show", "19999900020") == 1
+    assert "Praticien inconnu" in capsys.readouterr().err

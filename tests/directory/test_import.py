@@ -69,40 +69,73 @@ def test_reimporting_the_same_file_changes_nothing(engine: Engine, demo_extract:
     assert m.index == "none"
 
 
+def _states(engine: Engine, table: str, key: str, imp: int) -> tuple[set[str], set[str]]:
+    """(keys of the inactive rows, keys of the active rows import ``imp`` changed)."""
+    with engine.connect() as conn:
+        inactive = {r[0] for r in conn.execute(text(
+            f"SELECT {key} FROM {table} WHERE active = false"))}
+        touched = {r[0] for r in conn.execute(text(
+            f"SELECT {key} FROM {table} WHERE changed_import = :i AND active = true"),
+            {"i": imp})}
+    return inactive, touched
+
+
+def _last_names(engine: Engine) -> dict[str, str]:
+    with engine.connect() as conn:
+        return {nat: raw.split("|")[7] for nat, raw in conn.execute(text(
+            "SELECT national_id, raw FROM practitioner"))}
+
+
 def test_delta_marks_exactly_the_removed_and_changed(
     engine: Engine, tmp_path: Path
 ) -> None:
-    person, _, stats = gen_extract.generate(
-        tmp_path / "v1", person_lines=1500, mailbox_lines=0, seed=3
+    """A later extract, 1 % removed and 1 % changed, of both files (issue 6, must hold)."""
+    person, mailbox, stats = gen_extract.generate(
+        tmp_path / "v1", person_lines=1500, mailbox_lines=1000, seed=3
     )
-    first = run_import(engine, person)
+    first = run_import(engine, person, mailbox)
+    names_before = _last_names(engine)
     later = tmp_path / "PS_LibreAcces_Personne_activite_v2.txt"
-    removed, changed = gen_extract.derive_delta(person, later, remove=0.01, change=0.01)
-    assert removed and changed
-    res = run_import(engine, later, now=LATER)
+    later_boxes = tmp_path / "Extraction_Correspondance_MSSante_v2.txt"
+    people = gen_extract.derive_delta(person, later, remove=0.01, change=0.01)
+    boxes = gen_extract.derive_mailbox_delta(mailbox, later_boxes, remove=0.01, change=0.01)
+    # every kind of change is exercised: a person field, an activity field, both for mailboxes
+    assert people.removed and people.renamed and people.changed - people.renamed
+    assert boxes.removed and boxes.renamed and boxes.changed - boxes.renamed
+    res = run_import(engine, later, later_boxes, now=LATER)
     imp = res.import_id
     assert imp == first.import_id + 1
-    assert res.merge.practitioners.deactivated == len(removed)
-    assert res.merge.practitioners.changed == len(changed)
-    assert res.merge.practitioners.added == 0
+    m = res.merge
+    assert (m.practitioners.added, m.practitioners.changed, m.practitioners.deactivated) == (
+        0, len(people.changed), len(people.removed))
+    assert (m.mailboxes.added, m.mailboxes.changed, m.mailboxes.deactivated) == (
+        0, len(boxes.changed), len(boxes.removed))
+    # each practitioner with a changed activity: its old activity retired, the new one added
+    assert m.activities.added == len(people.changed - people.renamed)
+
+    inactive, touched = _states(engine, "practitioner", "national_id", imp)
+    assert inactive == people.removed
+    assert touched == people.changed
+    names_after = _last_names(engine)
+    assert {n for n in names_after if names_after[n] != names_before[n]} == people.renamed
+    inactive, touched = _states(engine, "directory_mailbox", "address", imp)
+    assert inactive == boxes.removed
+    assert touched == boxes.changed
     with engine.connect() as conn:
-        inactive = {r[0] for r in conn.execute(text(
-            "SELECT national_id FROM practitioner WHERE active = false"))}
-        touched = {r[0] for r in conn.execute(text(
-            "SELECT national_id FROM practitioner WHERE changed_import = :i AND active = true"),
-            {"i": imp})}
-        kept = conn.execute(text(
-            "SELECT count(*) FROM practitioner WHERE inactive_since IS NOT NULL")).scalar_one()
-    assert inactive == removed
-    assert touched == changed
-    assert kept == len(removed)  # kept, with a date, never deleted
+        dated = conn.execute(text(
+            "SELECT (SELECT count(*) FROM practitioner WHERE inactive_since IS NOT NULL) + "
+            "(SELECT count(*) FROM directory_mailbox WHERE inactive_since IS NOT NULL)"
+        )).scalar_one()
+    assert dated == len(people.removed) + len(boxes.removed)  # kept, with a date
     assert count(engine, "SELECT count(*) FROM practitioner") == stats.practitioners
-    # each changed practitioner: its old activity retired, the new one added
-    assert res.merge.activities.added == len(changed)
-    # a practitioner back in a later extract is active again
-    back = run_import(engine, person, now=LATER)
-    assert back.merge.practitioners.changed == len(removed) + len(changed)
+    assert count(engine, "SELECT count(*) FROM directory_mailbox") == stats.mailbox_lines
+
+    # entries back in a later extract are active again
+    back = run_import(engine, person, mailbox, now=LATER)
+    assert back.merge.practitioners.changed == len(people.removed) + len(people.changed)
+    assert back.merge.mailboxes.changed == len(boxes.removed) + len(boxes.changed)
     assert count(engine, "SELECT count(*) FROM practitioner WHERE active = false") == 0
+    assert count(engine, "SELECT count(*) FROM directory_mailbox WHERE active = false") == 0
 
 
 def test_bad_lines_are_skipped_counted_and_reported(engine: Engine, tmp_path: Path) -> None:
@@ -126,8 +159,8 @@ def test_strict_refuses_the_whole_import(engine: Engine, tmp_path: Path,
     path = write_person(tmp_path / "PS.txt", [person_line(), person_line(**{
         "Identifiant PP": "15000000017", "Identification nationale PP": "815000000017"})])
     report = tmp_path / "refused.txt"
-    with pytest.raises(ImportRefused) as exc:
-        run_import(engine, path, strict=True, lenient_identifiers=False, report_path=report)
+    with pytest.raises(ImportRefused) as exc:  # strict: a wrong check digit is an error too
+        run_import(engine, path, strict=True, report_path=report)
     assert str(exc.value) == (
         f"{path}:3: column «Identifiant PP»: RPPS check digit is wrong (Luhn) (15000000017)")
     assert "REFUSED" in report.read_text(encoding="utf-8")

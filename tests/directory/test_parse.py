@@ -80,16 +80,45 @@ def test_malformed_values_are_errors_even_when_lenient() -> None:
         person_line(**{"Nom d'exercice": " "}),
         person_line(**{"Numéro SIRET site": "1234"}),
         person_line(**{"Numéro FINESS site": "69ABCDEFG"}),
+        person_line(**{"Type d'identifiant PP": "0", "Identifiant PP": "6900001",
+                       "Identification nationale PP": "06900001"}),
+        person_line(**{"Numéro SIREN site": "12345678"}),
     ]
     rows, issues = parse_person(lines, lenient=True)
     assert rows == []
     assert [(i.line, i.column) for i in issues] == [
         (2, "Identifiant PP"), (3, "Type d'identifiant PP"), (4, "Identification nationale PP"),
         (5, "Code profession"), (6, "Nom d'exercice"), (7, "Numéro SIRET site"),
-        (8, "Numéro FINESS site"),
+        (8, "Numéro FINESS site"), (9, "Identifiant PP"), (10, "Numéro SIREN site"),
     ]
     assert all(i.severity is Severity.ERROR for i in issues)
     assert str(issues[3]).endswith("column «Code profession»: unknown profession code (77)")
+    assert str(issues[7]) == "PS.txt:9: column «Identifiant PP»: ADELI must be 9 digits (6900001)"
+    assert str(issues[8]) == (
+        "PS.txt:10: column «Numéro SIREN site»: SIREN must be 9 digits (12345678)")
+
+
+def test_adeli_and_siren_check_digits() -> None:
+    adeli = "69000001" + luhn_check_digit("69000001")
+    siren = "73282932" + luhn_check_digit("73282932")
+    wrong_adeli = adeli[:-1] + str((int(adeli[-1]) + 1) % 10)
+    wrong_siren = siren[:-1] + str((int(siren[-1]) + 1) % 10)
+    good = person_line(**{"Type d'identifiant PP": "0", "Identifiant PP": adeli,
+                          "Identification nationale PP": "0" + adeli,
+                          "Numéro SIREN site": siren})
+    bad_adeli = person_line(**{"Type d'identifiant PP": "0", "Identifiant PP": wrong_adeli,
+                               "Identification nationale PP": "0" + wrong_adeli})
+    bad_siren = person_line(**{"Numéro SIREN site": wrong_siren})
+    rows, issues = parse_person([good, bad_adeli, bad_siren])
+    assert [r[2] for r in rows] == ["0" + adeli]
+    assert [str(i) for i in issues] == [
+        f"PS.txt:3: column «Identifiant PP»: ADELI check digit is wrong (Luhn) ({wrong_adeli})",
+        f"PS.txt:4: column «Numéro SIREN site»: SIREN check digit is wrong (Luhn) ({wrong_siren})",
+    ]
+    assert all(i.severity is Severity.ERROR for i in issues)
+    # lenient: reported, imported
+    rows, issues = parse_person([good, bad_adeli, bad_siren], lenient=True)
+    assert len(rows) == 3 and [i.severity for i in issues] == [Severity.WARNING] * 2
 
 
 def test_column_count_and_trailing_separator() -> None:
