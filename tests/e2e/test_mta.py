@@ -270,7 +270,8 @@ def data_reply(w: OperatorWorld, raw: bytes, *, to: str = CLAIRE) -> tuple[int, 
         try:
             s.sendmail(PEER, [to], raw)
         except smtplib.SMTPDataError as exc:
-            return exc.smtp_code, exc.smtp_error
+            err = exc.smtp_error
+            return exc.smtp_code, err if isinstance(err, bytes) else err.encode()
     return 250, b""
 
 
