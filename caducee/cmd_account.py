@@ -30,7 +30,8 @@ def register(sub: Any) -> None:
     add.add_argument("--name", default="", help="display name")
     add.add_argument("--kind", choices=KINDS, default="professional")
     add.add_argument("--national-id", default=None,
-                     help="practitioner national identifier (8+RPPS or 0+ADELI)")
+                     help="practitioner identifier: RPPS or ADELI, or the national "
+                          "identifier 8+RPPS / 0+ADELI (stored in that form)")
     add.add_argument("--from-directory", action="store_true",
                      help="take name, kind and identifier from the directory's entry for "
                           "ADDRESS (it must be an active PER/ORG/APP/CAB mailbox)")

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from mailstore.keystore import KeyStore
 from mailstore.tables import ADMIN, ORGANISATION, PATIENT, PROFESSIONAL, account, mailbox
+from policy import identifiers as ids
 
 KINDS = (PROFESSIONAL, PATIENT, ORGANISATION, ADMIN)
 ACTIVE = "active"
@@ -98,6 +99,25 @@ def normalise_address(address: str) -> str:
     return f"{local.lower()}@{domain.lower()}"
 
 
+def normalise_national_id(value: str) -> str:
+    """A practitioner identifier in the directory's form, ``8``+RPPS or ``0``+ADELI.
+
+    A bare RPPS (11 digits) or ADELI (9 digits) gets its prefix (DOMAIN.md §3), so that the
+    sending rule's comparison with the directory entry (:mod:`policy.senders`) holds. Only
+    the form is checked: whether the practitioner is referenced is the directory's call.
+    """
+    v = value.strip()
+    if ids.check_rpps(v, lenient=True) is None:
+        return "8" + v
+    if ids.check_adeli(v, lenient=True) is None:
+        return "0" + v
+    if ids.check_national_practitioner_id(v, lenient=True) is None:
+        return v
+    raise AccountError(
+        f"not a practitioner identifier: {value!r} (RPPS, ADELI, 8+RPPS or 0+ADELI)"
+    )
+
+
 def hash_password(password: str) -> str:
     if len(password) < 8:
         raise AccountError("a password must have at least 8 characters")
@@ -124,10 +144,15 @@ def create_account(
     cert_subject: str | None = None,
     state: str = ACTIVE,
 ) -> Account:
-    """Create an account, its data key and its default mailboxes (one transaction: the caller's)."""
+    """Create an account, its data key and its default mailboxes (one transaction: the caller's).
+
+    ``rpps`` is the practitioner identifier, stored as ``8``+RPPS / ``0``+ADELI whatever form
+    it is given in (:func:`normalise_national_id`).
+    """
     if kind not in KINDS:
         raise AccountError(f"unknown account kind {kind!r} (expected one of {', '.join(KINDS)})")
     address = normalise_address(address)
+    rpps = normalise_national_id(rpps) if rpps else None
     now = datetime.now(UTC)
     try:
         with conn.begin_nested():

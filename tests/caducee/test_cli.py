@@ -132,3 +132,43 @@ def test_account_from_directory(tmp_path: Path) -> None:
     assert "paul.lefevre@demo.mssante.fr" in listing and "LEFÈVRE" in listing
     missing = run("-c", cfg, "account", "add", "nobody@demo.mssante.fr", "--from-directory")
     assert missing.returncode == 1 and "not in the directory" in missing.stderr
+    inactive = run("-c", cfg, "directory", "deactivate", "sophie.bernard@demo.mssante.fr")
+    assert inactive.returncode == 0, inactive.stderr
+    refused = run("-c", cfg, "account", "add", "sophie.bernard@demo.mssante.fr",
+                  "--from-directory")
+    assert refused.returncode == 1 and "is not active" in refused.stderr
+
+
+def test_a_bare_rpps_is_stored_as_the_national_identifier(tmp_path: Path) -> None:
+    """An account given an 11-digit RPPS matches the directory's ``8``+RPPS (policy.senders)."""
+    from benchmarks.gen_extract import DEMO_PEOPLE
+    from caducee import config
+    from directory import lookup
+    from mailstore.db import create_db_engine
+    from policy.senders import AccountKind, SenderAccount, check_sender_referenced
+
+    d = tmp_path / "dir"
+    assert run("init", str(d), "--port-base", "22100").returncode == 0
+    cfg = str(d / "caducee.toml")
+    demo = Path(__file__).resolve().parents[2] / "conf" / "demo"
+    assert run("-c", cfg, "directory", "import",
+               *map(str, sorted(demo.glob("*_demo.txt")))).returncode == 0
+    claire = next(p for p in DEMO_PEOPLE if p.address.startswith("claire."))
+    assert len(claire.rpps) == 11
+    r = run("-c", cfg, "account", "add", claire.address, "--national-id", claire.rpps)
+    assert r.returncode == 0, r.stderr
+    bad = run("-c", cfg, "account", "add", "x@demo.mssante.fr", "--national-id", "12345")
+    assert bad.returncode == 1 and "not a practitioner identifier: '12345'" in bad.stderr
+
+    engine = create_db_engine(config.load(Path(cfg)).database_url)
+    try:
+        with engine.connect() as conn:
+            acc = accounts.get_by_address(conn, claire.address)
+            entry = lookup.mailbox(conn, claire.address)
+    finally:
+        engine.dispose()
+    assert acc is not None and entry is not None
+    assert acc.rpps == "8" + claire.rpps == entry.national_id
+    facts = SenderAccount(address=acc.address, kind=AccountKind(acc.kind), active=acc.active,
+                          directory=entry.fact(), national_id=acc.rpps)
+    assert check_sender_referenced(facts).allowed
