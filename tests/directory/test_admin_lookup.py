@@ -20,6 +20,7 @@ from tests.directory.conftest import (
     write_mailbox,
     write_person,
 )
+from tests.directory.test_import import dump
 
 ADMIN = Who("admin@caducee.test", "web")
 RPPS = "15000000016"
@@ -262,6 +263,11 @@ def test_main_activity_corrections_are_overrides(
     assert "field «town»: the import says «Lyon», the manual value «Villeurbanne»" in (
         report.read_text(encoding="utf-8"))
     assert found(town="Villeurbanne", profession="60") == ["8" + RPPS]
+    # the same extract again: the same report, nothing changes
+    before = dump(engine)
+    same = run_import(engine, person, boxes, now=LATER)
+    assert len(same.merge.disagreements) == 5 and same.merge.index == "none"
+    assert dump(engine) == before
     # a later extract replaces the main activity (new phone): the corrections follow it
     moved = write_person(tmp_path / "PS2.txt", [
         person_line(**{"Téléphone (coord. structure)": "0478000000"})])
