@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import email
 import email.errors
-import email.parser
 import email.policy
+import re
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -273,19 +273,38 @@ def _is_attachment(part: Message) -> bool:
     return part.get_content_type() not in BODY_TYPES
 
 
-_HEADER_ONLY = email.parser.BytesHeaderParser(policy=email.policy.compat32)
+#: The header fields that decide whether a message is one body part, with their folded
+#: continuation lines (RFC 5322 §2.2.3).
+_TYPE_FIELDS = re.compile(
+    rb"^(?:content-type|content-disposition)[ \t]*:[^\r\n]*(?:\r?\n[ \t][^\r\n]*)*",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def _header_end(raw: bytes) -> int:
+    """Where the header block ends (RFC 5322 §2.1: at the first empty line)."""
+    ends = [i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0]
+    return min(ends) + 2 if ends else len(raw)
 
 
 def _single_body_part(raw: bytes) -> bool:
     """Fast path: a message that is one body part (text, no file name) has no attachment.
 
-    Only the header block is parsed; anything multipart, named or of another type goes
-    through the full MIME walk.
+    Deliberately conservative, on the header block only: exactly one ``Content-Type``
+    (or none: ``text/plain``, RFC 2045 §5.2) naming a body type, no ``Content-Disposition``
+    and no ``name`` parameter. Anything else — multipart, named, disposed, commented,
+    duplicated — goes through the full MIME walk.
     """
-    head = _HEADER_ONLY.parsebytes(raw)
-    if head.get_filename() is not None or head.get_content_disposition() == "attachment":
+    fields = _TYPE_FIELDS.findall(raw, 0, _header_end(raw))
+    if not fields:
+        return True
+    if len(fields) > 1:
         return False
-    return head.get_content_type() in BODY_TYPES
+    value = fields[0].partition(b":")[2]
+    if b"name" in value.lower():
+        return False
+    media = value.split(b";", 1)[0].strip().lower().decode("latin-1")
+    return media in BODY_TYPES
 
 
 def check_message(

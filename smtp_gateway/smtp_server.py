@@ -6,6 +6,12 @@
 * Port 25 style (the MTA, RFC 5321 + RFC 3207): STARTTLS required before MAIL, no AUTH
   (``502``), the client certificate requested for mutual TLS.
 * Every reply gets its enhanced status code (RFC 2034) in one place, :meth:`push`.
+* Replies to pipelined commands are sent together (RFC 2920 §3.2: the server may buffer
+  replies while more commands are waiting in its input, and must flush before it would
+  wait for input): one TLS record and one ``send`` for ``MAIL``/``RCPT``/``DATA`` instead
+  of three.
+* Envelope paths in the common form ``<local@domain>`` (RFC 5321 §4.1.2) are parsed with
+  one regular expression; anything else goes to aiosmtpd's full parser.
 * Graceful stop: stop accepting, let transactions in DATA finish, answer the others
   ``421 4.3.2`` and close.
 """
@@ -15,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import ssl
 import warnings
 from collections.abc import Callable, Sequence
@@ -42,6 +49,16 @@ logging.getLogger("mail.log").addFilter(_ImplicitTlsNoise())
 #: Line limit for commands and data lines: 1000 octets with CRLF (RFC 5321 §4.5.3.1.6).
 LINE_LIMIT = 1001
 
+#: Replies never held back: the client waits for them before anything else (220 before
+#: the TLS handshake, 334 AUTH challenges), or the connection closes right after them.
+_SEND_AT_ONCE = frozenset({b"220", b"221", b"334", b"421"})
+
+#: RFC 5321 §4.1.2 ``Path`` without source route, ASCII ``Dot-string`` local part and a
+#: plain ``Domain``; the rest of the line (ESMTP parameters) is group 2.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_SIMPLE_PATH = re.compile(rf"\s*<({_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})*)>(.*)\Z", re.S)
+
 
 class CaduceeSMTP(SMTP):  # type: ignore[misc,unused-ignore]
     """aiosmtpd's SMTP protocol with enhanced codes, our texts and connection tracking."""
@@ -62,6 +79,9 @@ class CaduceeSMTP(SMTP):  # type: ignore[misc,unused-ignore]
         self.allow_auth = allow_auth
         self._registry = registry
         self._in_ehlo = False
+        #: Replies held back while pipelined commands wait in the input (RFC 2920 §3.2).
+        self._held: list[bytes] = []
+        self._flush_scheduled = False
         self.busy = False
         #: Called when a transaction ends (graceful shutdown waits on it).
         self.on_idle: Callable[[], None] | None = None
@@ -79,9 +99,48 @@ class CaduceeSMTP(SMTP):  # type: ignore[misc,unused-ignore]
         super().connection_lost(error)
 
     async def push(self, status: AnyStr) -> None:
-        if isinstance(status, str) and not self._in_ehlo:
-            status = replies.enhance(status)  # type: ignore[assignment,unused-ignore]
-        await super().push(status)
+        if isinstance(status, str):
+            if not self._in_ehlo:
+                status = replies.enhance(status)  # type: ignore[assignment,unused-ignore]
+            line = status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii") + b"\r\n"
+        else:
+            line = bytes(status) + b"\r\n"
+        self._held.append(line)
+        # A continuation line ("250-") is always followed by more; other replies wait only
+        # while another complete command is already in our input buffer.
+        if line[3:4] == b"-" or (line[:3] not in _SEND_AT_ONCE and self._input_pending()):
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                self.loop.call_soon(self._flush)
+            return
+        self._flush()
+        if self._writer is not None:
+            await self._writer.drain()
+
+    def _input_pending(self) -> bool:
+        """Is a complete command line already buffered (the client pipelines)?"""
+        buffer = getattr(self._reader, "_buffer", None)
+        return buffer is not None and b"\n" in buffer
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if not self._held:
+            return
+        data = b"".join(self._held)
+        self._held.clear()
+        if self._writer is not None and self.transport is not None:
+            self._writer.write(data)
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """RFC 5321 §4.1.2 paths: the common ``<local@domain>`` without aiosmtpd's general
+        header parser (which builds a class on every call); the rest goes to it."""
+        match = _SIMPLE_PATH.match(arg)
+        if match is None:
+            return super()._getaddr(arg)
+        address = match.group(1)
+        if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
+            return None, None
+        return address, match.group(2)
 
     async def smtp_EHLO(self, hostname: str) -> None:
         self._in_ehlo = True
