@@ -7,6 +7,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+import orjson
+
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 
@@ -24,7 +26,10 @@ class JsonFormatter(logging.Formatter):
                 out[key] = value if plain else str(value)
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, ensure_ascii=False)
+        try:
+            return orjson.dumps(out).decode()
+        except TypeError:  # e.g. an integer beyond 64 bits
+            return json.dumps(out, ensure_ascii=False, default=str)
 
 
 class TextFormatter(logging.Formatter):

@@ -8,13 +8,13 @@ account share the blob.
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, bindparam, insert, select, update
 
 from mailstore.crypto import aad_for, open_sealed, seal
@@ -53,7 +53,7 @@ def normalise_flags(flags: Iterable[str]) -> str:
 
 
 def encode_index(raw: bytes) -> bytes:
-    return json.dumps(build_index(raw), separators=(",", ":"), ensure_ascii=False).encode()
+    return orjson.dumps(build_index(raw))
 
 
 def store_blob(
@@ -162,5 +162,5 @@ def read_meta(
     plain = open_sealed(
         cipher, meta_aad(blob_id, account_id), data, what=f"message index {blob_id}"
     )
-    result: dict[str, Any] = json.loads(plain)
+    result: dict[str, Any] = orjson.loads(plain)
     return result
