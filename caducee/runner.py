@@ -128,6 +128,34 @@ _LOGIN_OUTCOMES: dict[AuthStatus, tuple[str, str | None]] = {
 }
 
 
+class RefusalRecorder(Protocol):
+    def __call__(
+        self, actor: str, ip: str | None, reason: Reason, detail: str, *,
+        sender: str | None = None, recipient: str | None = None,
+    ) -> None: ...
+
+
+def refusal_recorder(sink: Callable[[AuditEvent], None], protocol: str) -> RefusalRecorder:
+    """An edge's ``on_refusal``: one ``message.refused`` entry with the reason code and, when
+    the edge passes them, the envelope addresses concerned (identifiers). The reply
+    ``detail`` is never journaled: it may name an attachment (DOMAIN.md §8)."""
+
+    def on_refusal(
+        actor: str, ip: str | None, reason: Reason, detail: str, *,
+        sender: str | None = None, recipient: str | None = None,
+    ) -> None:
+        objects = tuple(
+            (kind, (value or "<>")[:320])
+            for kind, value in (("sender", sender), ("recipient", recipient))
+            if value is not None
+        )
+        sink(AuditEvent(action=Action.MESSAGE_REFUSED, actor=actor, outcome="refused",
+                        reason=str(reason), client_ip=ip, protocol=protocol,
+                        object_ids=objects))
+
+    return on_refusal
+
+
 def _discard(event: AuditEvent) -> None:
     return None
 
@@ -181,9 +209,7 @@ async def start_platform(ctx: Context, services: tuple[str, ...] = ALL_SERVICES)
     tls = server_context(cfg.tls.cert, cfg.tls.key, cfg.tls.client_ca)
     sink = journal_sink(ctx)
 
-    def on_refusal(actor: str, ip: str | None, reason: Reason, detail: str) -> None:
-        sink(AuditEvent(action=Action.MESSAGE_REFUSED, actor=actor, outcome="refused",
-                        reason=str(reason), client_ip=ip, protocol="smtp"))
+    on_refusal = refusal_recorder(sink, "smtp")
 
     def on_login(who: str, ip: str | None, status: AuthStatus) -> None:
         ok = status is AuthStatus.OK
@@ -311,9 +337,7 @@ async def start_mta_service(
     """The port-25 listener for other operators (smtp_gateway/mta.py)."""
     cfg = ctx.config
 
-    def on_refusal(actor: str, ip: str | None, reason: Reason, detail: str) -> None:
-        sink(AuditEvent(action=Action.MESSAGE_REFUSED, actor=actor, outcome="refused",
-                        reason=str(reason), client_ip=ip, protocol="mta"))
+    on_refusal = refusal_recorder(sink, "mta")
 
     handler = MtaHandler(
         settings=MtaSettings(

@@ -6,6 +6,7 @@ import json
 import ssl
 import subprocess
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -87,7 +88,7 @@ def test_web_logins_are_journaled_without_the_password(live) -> None:
             return rows if {r["action"] for r in mine} >= {"login.failed", "login.succeeded"} \
                 else None
 
-        rows = wait_for(web_logins, 10, "the web logins in the journal")
+        rows: Any = wait_for(web_logins, 10, "the web logins in the journal")
     finally:
         ctx.close()
     failed = [r for r in rows if r["action"] == "login.failed" and r["actor"] == DOCTOR]
