@@ -13,6 +13,7 @@ def target_metadata() -> list[MetaData]:
     """The metadata of every package that owns tables (for autogenerate and checks)."""
     import audit.tables
     import directory.tables
+    import mailstore.imap_tables
     import mailstore.policy_tables
     import mailstore.queue_tables
     import mailstore.tables
@@ -20,6 +21,7 @@ def target_metadata() -> list[MetaData]:
     return [
         mailstore.tables.metadata, audit.tables.metadata, mailstore.policy_tables.metadata,
         directory.tables.metadata, mailstore.queue_tables.metadata,
+        mailstore.imap_tables.metadata,
     ]
 
 

@@ -2,8 +2,10 @@
 
 IMAP semantics (RFC 3501 §6.3, RFC 9051 §6.3): the hierarchy separator is ``/``; ``INBOX``
 is case-insensitive and can be neither deleted nor really renamed (renaming it moves its
-messages, §6.3.5); CREATE makes the missing superior names (§6.3.3); a re-created mailbox
-gets a greater UIDVALIDITY (§2.3.1.1). Functions take a SQLAlchemy ``Connection``: callers
+messages, §6.3.5); CREATE makes the missing superior names (§6.3.3); DELETE of a mailbox
+with inferior names removes its messages and leaves the name as ``\\Noselect`` (§6.3.4);
+a re-created mailbox gets a strictly greater UIDVALIDITY (§2.3.1.1), also within the same
+second (:mod:`mailstore.imap_tables`). Functions take a SQLAlchemy ``Connection``: callers
 run them inside ``db.read``/``db.write``.
 """
 
@@ -27,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from mailstore.imap_tables import mailbox_uidvalidity
 from mailstore.messages import MailboxNotFound
 from mailstore.tables import blob, mailbox, message
 
@@ -137,11 +140,45 @@ def require_mailbox(conn: Connection, account_id: int, name: str) -> MailboxInfo
 
 
 def _next_uidvalidity(conn: Connection, account_id: int) -> int:
-    """Seconds since the epoch, or more than any UIDVALIDITY of the account (RFC 3501 §2.3.1.1)."""
+    """Seconds since the epoch, or more than any UIDVALIDITY the account's mailboxes have or
+    had before a DELETE (RFC 3501 §2.3.1.1): a re-created name never gets its old value."""
     highest = conn.execute(
         select(func.max(mailbox.c.uidvalidity)).where(mailbox.c.account_id == account_id)
     ).scalar()
-    return max(int(time.time()), int(highest or 0) + 1) & 0xFFFFFFFF or 1
+    deleted = conn.execute(
+        select(mailbox_uidvalidity.c.highest_deleted).where(
+            mailbox_uidvalidity.c.account_id == account_id
+        )
+    ).scalar()
+    return max(int(time.time()), int(highest or 0) + 1, int(deleted or 0) + 1) & 0xFFFFFFFF or 1
+
+
+def _remember_deleted(conn: Connection, account_id: int, uidvalidity: int) -> None:
+    """Keep the UIDVALIDITY of a mailbox being deleted, for :func:`_next_uidvalidity`."""
+    known = conn.execute(
+        select(mailbox_uidvalidity.c.highest_deleted).where(
+            mailbox_uidvalidity.c.account_id == account_id
+        )
+    ).scalar()
+    if known is None:
+        try:
+            with conn.begin_nested():
+                conn.execute(
+                    insert(mailbox_uidvalidity).values(
+                        account_id=account_id, highest_deleted=uidvalidity
+                    )
+                )
+            return
+        except IntegrityError:  # another node inserted it meanwhile: raise it below
+            pass
+    conn.execute(
+        update(mailbox_uidvalidity)
+        .where(
+            mailbox_uidvalidity.c.account_id == account_id,
+            mailbox_uidvalidity.c.highest_deleted < uidvalidity,
+        )
+        .values(highest_deleted=uidvalidity)
+    )
 
 
 def create_mailbox(
@@ -180,15 +217,22 @@ def children(conn: Connection, account_id: int, name: str) -> list[MailboxInfo]:
 
 
 def delete_mailbox(conn: Connection, account_id: int, name: str) -> MailboxInfo:
-    """RFC 3501 §6.3.4. INBOX cannot be deleted; a mailbox with children is refused."""
+    """RFC 3501 §6.3.4: the mailbox and its messages go. INBOX cannot be deleted.
+
+    A mailbox with inferior names loses its messages and its row, and the name stays in the
+    hierarchy as ``\\Noselect`` (LIST shows it so, :mod:`mailstore.imap.listing`) until its
+    last inferior goes or CREATE makes it a mailbox again (with a new UIDVALIDITY). Deleting
+    such a ``\\Noselect`` name while it still has inferiors is an error (§6.3.4).
+    """
     name = canonical_name(name)
     if name == "INBOX":
         raise MailboxError("INBOX cannot be deleted")
     box = get_mailbox(conn, account_id, name)
     if box is None:
+        if children(conn, account_id, name):
+            raise HasChildren(f"{name} is \\Noselect and has sub-mailboxes: delete them first")
         raise NoSuchMailbox(f"no mailbox {name}")
-    if children(conn, account_id, name):
-        raise HasChildren(f"mailbox {name} has sub-mailboxes: delete them first")
+    _remember_deleted(conn, account_id, box.uidvalidity)
     blob_ids = [
         r[0] for r in conn.execute(
             select(message.c.blob_id).where(message.c.mailbox_id == box.id).distinct()
