@@ -264,6 +264,7 @@ async def start_platform(ctx: Context, services: tuple[str, ...] = ALL_SERVICES)
             settings=ImapSettings.from_section(
                 cfg.imap, hostname=cfg.server.hostname, patient_domain=cfg.domains.patient,
                 submission_max=cfg.policy.max_message_size,
+                attachment_limits=attachment_limits(cfg),
             ),
         )
         platform.services["imap"] = imap

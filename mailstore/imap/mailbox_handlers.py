@@ -5,6 +5,7 @@ STATUS=SIZE (RFC 8438) and APPENDLIMIT (RFC 7889)."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection
@@ -14,13 +15,20 @@ from mailstore.folders import MailboxError, MailboxInfo
 from mailstore.imap import formatter
 from mailstore.imap.commands import Append, List, MailboxCommand, Rename, Select, Status
 from mailstore.imap.errors import CommandNo
-from mailstore.imap.listing import encode_name, list_entries, render_entry, separator_line
-from mailstore.imap.replies import refusal
+from mailstore.imap.listing import (
+    ListEntry,
+    encode_name,
+    list_entries,
+    render_entry,
+    separator_line,
+)
+from mailstore.imap.replies import PATIENT_APPEND_REFUSED, refusal
 from mailstore.imap.selected import SelectedMailbox
 from mailstore.imap.session import Result, Session
 from mailstore.imap.state import State
 from mailstore.imap_messages import Selection, claim_recent, load_selection
 from mailstore.messages import MailboxNotFound, append_message, encode_index
+from mailstore.tables import PATIENT
 from policy.attachments import AttachmentLimits, check_message
 from policy.decision import Reason
 
@@ -34,7 +42,8 @@ def _trycreate(name: str) -> CommandNo:
 
 
 async def select(s: Session, cmd: Select) -> Result:
-    """SELECT / EXAMINE (RFC 3501 §6.3.1-2); a failed SELECT leaves no mailbox selected."""
+    """SELECT / EXAMINE (RFC 3501 §6.3.1-2, RFC 9051 §6.3.2-3 once IMAP4rev2 is enabled);
+    a failed SELECT leaves no mailbox selected."""
     had = s.selected is not None
     s.deselect()
     s.state = State.AUTHENTICATED
@@ -42,24 +51,31 @@ async def select(s: Session, cmd: Select) -> Result:
         s.io.write(formatter.untagged_status(b"OK", "Previous mailbox closed", b"CLOSED"))
     readonly = cmd.name == "EXAMINE"
     account_id = s.account_id
+    rev2 = s.rev2
 
-    def load(conn: Connection) -> Selection | None:
+    def load(conn: Connection) -> tuple[Selection, list[MailboxInfo]] | None:
         box = folders.get_mailbox(conn, account_id, cmd.mailbox)
-        return load_selection(conn, box.id) if box else None
+        if box is None:
+            return None
+        # RFC 9051 §6.3.2: the LIST response needs the mailbox's attributes (children).
+        boxes = folders.list_mailboxes(conn, account_id) if rev2 else []
+        return load_selection(conn, box.id), boxes
 
-    sel = await s.read(load)
-    if sel is None:
+    found = await s.read(load)
+    if found is None:
         raise CommandNo(f"Mailbox {cmd.mailbox} does not exist", b"NONEXISTENT")
+    sel, boxes = found
     recent: list[int] = []
-    if readonly:
-        recent = sel.recent  # EXAMINE shows \Recent without taking it (RFC 3501 §6.3.2)
-    elif sel.recent and not s.rev2:
-        recent = await s.write(lambda tx: claim_recent(tx.conn, sel.info.id))
+    if not rev2:  # RFC 9051 has no \Recent (Appendix E): nothing shown, nothing taken
+        if readonly:
+            recent = sel.recent  # EXAMINE shows \Recent without taking it (RFC 3501 §6.3.2)
+        elif sel.recent:
+            recent = await s.write(lambda tx: claim_recent(tx.conn, sel.info.id))
     if cmd.condstore:
         s.condstore = True  # RFC 7162 §3.1.8: SELECT (CONDSTORE) enables CONDSTORE
     mb = SelectedMailbox(sel, readonly=readonly, recent=recent, condstore=s.condstore)
     lines = [mb.flags_line(), b"* %d EXISTS\r\n" % mb.exists]
-    if not s.rev2:
+    if not rev2:
         lines.append(b"* %d RECENT\r\n" % len(mb.recent))
         first_unseen = mb.seq_of(sel.first_unseen) if sel.first_unseen else None
         if first_unseen is not None:
@@ -75,10 +91,20 @@ async def select(s: Session, cmd: Select) -> Result:
         ),
         formatter.untagged_status(b"OK", "Highest", b"HIGHESTMODSEQ %d" % mb.known_modseq),
     ]
+    if rev2:
+        lines.append(_select_list_line(s, sel.info.name, boxes))
     s.io.write(b"".join(lines))
     s.select(mb)
     s.state = State.SELECTED
     return f"{cmd.name} completed", b"READ-ONLY" if readonly else b"READ-WRITE"
+
+
+def _select_list_line(s: Session, name: str, boxes: list[MailboxInfo]) -> bytes:
+    """RFC 9051 §6.3.2: SELECT/EXAMINE answer ``* LIST (attrs) "/" name`` with accurate
+    attributes (the same as LIST gives: children, special use)."""
+    entries = [e for e in list_entries(boxes, "", [name]) if e.name == name]
+    entry = entries[0] if entries else ListEntry(name, True, False, None)
+    return render_entry(entry, command="LIST", utf8=s.utf8)
 
 
 async def create(s: Session, cmd: MailboxCommand) -> Result:
@@ -190,16 +216,22 @@ async def status(s: Session, cmd: Status) -> Result:
     return None
 
 
-def _policy_check(raw: bytes, max_size: int) -> None:
-    """APPEND refuses what the submission path refuses (ARCHITECTURE.md §6): size and
-    attachment types (policy.attachments)."""
-    report = check_message(raw, limits=AttachmentLimits(max_message_size=max_size))
+def _policy_check(raw: bytes, limits: AttachmentLimits) -> None:
+    """APPEND refuses what the submission path refuses (ARCHITECTURE.md §6): size,
+    attachment types and sizes, archives (policy.attachments, with the ``[policy]`` limits)."""
+    report = check_message(raw, limits=limits)
     if not report.decision.allowed:
         raise refusal(report.decision.reason, report.decision.detail)
 
 
 async def append(s: Session, cmd: Append) -> Result:
-    """RFC 3501 §6.3.11 with APPENDUID (RFC 4315 §3); NO [TRYCREATE] for a missing mailbox."""
+    """RFC 3501 §6.3.11 with APPENDUID (RFC 4315 §3); NO [TRYCREATE] for a missing mailbox.
+
+    Never for a patient account (DOMAIN.md §5: patients have no IMAP access; this guards
+    the case where one got authenticated anyway): no planted "received" message.
+    """
+    if s.account is None or s.account.kind == PATIENT:
+        raise CommandNo(PATIENT_APPEND_REFUSED.text, PATIENT_APPEND_REFUSED.code)
     settings = s.ctx.settings
     raw = cmd.message
     if len(raw) > settings.max_message_size:
@@ -211,7 +243,8 @@ async def append(s: Session, cmd: Append) -> Result:
     if box is None:
         raise _trycreate(cmd.mailbox)
     loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, _policy_check, raw, settings.max_message_size)
+    limits = replace(settings.attachment_limits, max_message_size=settings.max_message_size)
+    await loop.run_in_executor(None, _policy_check, raw, limits)
     index_json = await loop.run_in_executor(None, encode_index, raw)
     flags = [f for f in cmd.flags if f != "\\Recent"]
     when = (cmd.internal_date or datetime.now(UTC)).astimezone(UTC)

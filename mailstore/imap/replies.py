@@ -49,6 +49,14 @@ PATIENT_LOGIN_REFUSED = ImapReply(
     "Les comptes patients se consultent dans la messagerie web de Mon espace sante, pas en IMAP",
 )
 ACCOUNT_DISABLED = ImapReply(b"NO", b"AUTHORIZATIONFAILED", "This account is disabled")
+#: APPEND by a patient account, should one ever be authenticated (a second guard behind
+#: the login refusal): a message a patient planted in their own mailbox would read as
+#: received mail. French, ASCII only (RFC 3501 resp-text).
+PATIENT_APPEND_REFUSED = ImapReply(
+    b"NO",
+    b"NOPERM",
+    "Un compte patient ne peut pas deposer de message en IMAP: ecrivez depuis la messagerie web",
+)
 
 
 def refusal(reason: Reason, detail: str = "") -> CommandNo:

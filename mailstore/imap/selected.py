@@ -134,7 +134,6 @@ class SelectedMailbox:
         changes: Sequence[FlagChange],
         present: Sequence[int] | None,
         allow_expunge: bool,
-        recent_claimed: Iterable[int] = (),
         report_recent: bool = True,
     ) -> list[bytes]:
         """Apply what the database says; return the untagged responses to send.
@@ -153,7 +152,6 @@ class SelectedMailbox:
         if new:
             self._writable()
             self.uids.extend(c.uid for c in new)
-            self.recent.update(recent_claimed)
             out.append(b"* %d EXISTS\r\n" % self.exists)
             if report_recent:
                 out.append(b"* %d RECENT\r\n" % len(self.recent))

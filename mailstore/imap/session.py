@@ -41,6 +41,7 @@ from mailstore.imap_messages import (
 from mailstore.keystore import KeyStore
 from mailstore.messages import MailboxNotFound
 from mailstore.notify import Notifier, Subscription
+from policy.attachments import AttachmentLimits
 
 log = logging.getLogger("mailstore.imap")
 T = TypeVar("T")
@@ -65,12 +66,22 @@ class ImapSettings:
     fetch_batch: int = 500
     #: Blobs whose ENVELOPE/BODYSTRUCTURE stay in memory (0: no cache).
     structure_cache: int = 20_000
+    #: What APPEND accepts as attachments (the ``[policy]`` limits submission applies;
+    #: the message size limit is :attr:`max_message_size`).
+    attachment_limits: AttachmentLimits = field(default_factory=AttachmentLimits)
 
     @classmethod
     def from_section(
-        cls, section: Any, *, hostname: str, patient_domain: str, submission_max: int
+        cls,
+        section: Any,
+        *,
+        hostname: str,
+        patient_domain: str,
+        submission_max: int,
+        attachment_limits: AttachmentLimits | None = None,
     ) -> ImapSettings:
-        """From the ``[imap]`` configuration section (``caducee.config.ImapSection``)."""
+        """From the ``[imap]`` configuration section (``caducee.config.ImapSection``) and
+        the ``[policy]`` attachment limits."""
         return cls(
             hostname=hostname,
             max_line=section.max_line,
@@ -80,6 +91,7 @@ class ImapSettings:
             autologout=section.autologout,
             allow_plaintext_auth=section.allow_plaintext_auth,
             patient_domain=patient_domain,
+            attachment_limits=attachment_limits or AttachmentLimits(),
         )
 
 
@@ -320,16 +332,22 @@ class Session:
         uidnext, highest, changes, present = result
         if self.selected is not mb:
             return
-        claimed: list[int] = []
         new = [c.uid for c in changes if c.uid > mb.max_uid()]
-        if new and not mb.readonly and not self.rev2:
-            claimed = await self.write(lambda tx: claim_recent(tx.conn, mb.id, new))
+        claim = bool(new) and not mb.readonly and not self.rev2
         lines = mb.apply(
             uidnext=uidnext, highestmodseq=highest, changes=changes, present=present,
-            allow_expunge=allow_expunge, recent_claimed=claimed, report_recent=not self.rev2,
+            allow_expunge=allow_expunge, report_recent=not self.rev2 and not claim,
         )
         if lines:
             self.io.write(b"".join(lines))
+        if claim:
+            # EXISTS is out before the claim commits (RFC 3501 §7.3.1-2 lets RECENT
+            # follow): an idling client hears of new mail after one database read,
+            # however long the writer's queue is (RFC 2177; issue 5: within 100 ms).
+            claimed = await self.write(lambda tx: claim_recent(tx.conn, mb.id, new))
+            if self.selected is mb:
+                mb.recent.update(claimed)
+                self.io.write(b"* %d RECENT\r\n" % len(mb.recent))
 
     # -- sequence sets ---------------------------------------------------------------------
 
@@ -392,6 +410,10 @@ async def enable(s: Session, cmd: Enable) -> Result:
             enabled.append("CONDSTORE")
         elif cap == "IMAP4REV2":
             s.rev2 = True
+            if s.selected is not None:
+                # RFC 5161 §3.1 lets a server accept ENABLE after SELECT; RFC 9051 has
+                # no \Recent (Appendix E), so what this session took stops showing.
+                s.selected.recent.clear()
             enabled.append("IMAP4rev2")
     s.io.write(formatter.untagged(b"ENABLED" + b"".join(b" " + e.encode() for e in enabled)))
     return None

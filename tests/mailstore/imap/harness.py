@@ -8,7 +8,9 @@ import imaplib
 import ssl
 import tempfile
 import threading
-from collections.abc import Coroutine, Iterable
+import time
+from collections.abc import Callable, Coroutine, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -266,6 +268,24 @@ class Wire:
     def starttls(self, ctx: ssl.SSLContext) -> None:
         self.sock = ctx.wrap_socket(self.sock, server_hostname="localhost")
         self.sock.settimeout(20)
+
+    def lines_in_background(self, count: int) -> Callable[[], list[tuple[bytes, float]]]:
+        """Read ``count`` lines on a thread, each stamped with ``time.monotonic()`` as it
+        arrives (so a latency is measured from the event, not from when the test gets to
+        read). Returns a function that waits for them (with a deadline); the wire must not
+        be used meanwhile."""
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wire-reader")
+
+        def read() -> list[tuple[bytes, float]]:
+            out = []
+            for _ in range(count):
+                line = self.line()
+                out.append((line, time.monotonic()))
+            return out
+
+        future = pool.submit(read)
+        pool.shutdown(wait=False)
+        return lambda: future.result(timeout=20)
 
     def closed(self) -> bool:
         """Whether the server closed the connection (after what is buffered)."""

@@ -43,9 +43,6 @@ def test_list_create_rename_delete_subscribe(imap_server: ImapHarness) -> None:
     )
     assert w.cmd(b"a8", b'LIST "" "re*"') == b"a8 OK LIST completed\r\n"  # case-sensitive
     assert b'"/" Re&AOc-us' in w.cmd(b"a9", b'LIST "" "Re*"')
-    assert w.cmd(b"b1", b"DELETE Patients") == (
-        b"b1 NO [INUSE] mailbox Patients has sub-mailboxes: delete them first\r\n"
-    )
     assert w.cmd(b"b2", b"DELETE INBOX") == b"b2 NO [CANNOT] INBOX cannot be deleted\r\n"
     assert w.cmd(b"b3", b"DELETE Nope") == b"b3 NO [NONEXISTENT] no mailbox Nope\r\n"
     assert w.cmd(b"b4", b"RENAME Patients Dossiers") == b"b4 OK RENAME completed\r\n"
@@ -84,6 +81,44 @@ def test_utf8_mailbox_names_after_enable_imap4rev2(imap_server: ImapHarness) -> 
     w.close()
     w = _login(imap_server)
     assert b'"/" Re&AOc-us/&AMk-t&AOk-' in w.cmd(b"a1", b'LIST "" Re*/*')
+    w.close()
+
+
+def test_imap4rev2_select_sends_list_and_never_recent(imap_server: ImapHarness) -> None:
+    """RFC 9051 §6.3.2-3: SELECT/EXAMINE answer a LIST line; no \\Recent (Appendix E)."""
+    acc = imap_server.create_account("claire@chu.test", PASSWORD)
+    imap_server.deliver(acc, [corpus.SIMPLE, corpus.WITH_PDF])
+    w = _login(imap_server)
+    assert w.cmd(b"a1", b"ENABLE IMAP4rev2").startswith(b"* ENABLED IMAP4rev2\r\n")
+    reply = w.cmd(b"a2", b"EXAMINE INBOX")
+    assert b"* 2 EXISTS\r\n" in reply and b"RECENT" not in reply and b"UNSEEN" not in reply
+    assert reply.endswith(b'* LIST (\\HasNoChildren) "/" INBOX\r\na2 OK [READ-ONLY] EXAMINE completed\r\n')
+    assert w.cmd(b"a3", b"FETCH 1:* FLAGS") == (
+        b"* 1 FETCH (FLAGS ())\r\n* 2 FETCH (FLAGS ())\r\na3 OK FETCH completed\r\n"
+    )
+    reply = w.cmd(b"a4", b"SELECT INBOX")
+    assert b"RECENT" not in reply
+    assert reply.endswith(b'* LIST (\\HasNoChildren) "/" INBOX\r\na4 OK [READ-WRITE] SELECT completed\r\n')
+    imap_server.deliver(acc, [corpus.DIGEST])
+    assert w.cmd(b"a5", b"NOOP") == b"* 3 EXISTS\r\na5 OK NOOP completed\r\n"
+    assert w.cmd(b"a6", b"FETCH 3 FLAGS") == b"* 3 FETCH (FLAGS ())\r\na6 OK FETCH completed\r\n"
+    assert w.cmd(b"a7", b"SEARCH RECENT") == b"* ESEARCH (TAG \"a7\")\r\na7 OK SEARCH completed\r\n"
+    assert w.cmd(b"a8", 'CREATE "Reçus/Été"'.encode()) == b"a8 OK CREATE completed\r\n"
+    assert w.cmd(b"a9", 'SELECT "Reçus"'.encode()).endswith(
+        '* LIST (\\HasChildren) "/" "Reçus"\r\na9 OK [READ-WRITE] SELECT completed\r\n'.encode()
+    )
+    assert w.cmd(b"b1", b"EXAMINE Sent").endswith(
+        b'* LIST (\\HasNoChildren \\Sent) "/" Sent\r\nb1 OK [READ-ONLY] EXAMINE completed\r\n'
+    )
+    w.close()
+    # The IMAP4rev2 session took no \\Recent: an IMAP4rev1 session still gets all three,
+    # sees no LIST line, and loses \\Recent from view once it enables IMAP4rev2.
+    w = _login(imap_server)
+    reply = w.cmd(b"c1", b"SELECT INBOX")
+    assert b"* 3 RECENT\r\n" in reply and b"* LIST" not in reply
+    assert b"\\Recent" in w.cmd(b"c2", b"FETCH 1 FLAGS")
+    assert w.cmd(b"c3", b"ENABLE IMAP4rev2").startswith(b"* ENABLED IMAP4rev2\r\n")
+    assert b"\\Recent" not in w.cmd(b"c4", b"FETCH 1:* FLAGS")
     w.close()
 
 
@@ -184,6 +219,69 @@ def test_append_refuses_what_policy_refuses(imap_server: ImapHarness) -> None:
     assert w.until(b"a1").startswith(b"a1 NO [CANNOT] Attachment type not accepted")
     w.send(b"a2 APPEND Drafts {0+}\r\n\r\n")
     assert w.until(b"a2").startswith(b"a2 NO")
+    w.close()
+
+
+def _uidvalidity(w: Wire, tag: bytes, name: bytes) -> int:
+    reply = w.cmd(tag, b"STATUS " + name + b" (UIDVALIDITY)")
+    m = re.search(rb"UIDVALIDITY (\d+)\)", reply)
+    assert m, reply
+    return int(m.group(1))
+
+
+def test_delete_with_inferiors_leaves_a_noselect_name(imap_server: ImapHarness) -> None:
+    """RFC 3501 §6.3.4: messages go, the name stays \\Noselect while it has inferiors, and
+    CREATE makes it a mailbox again with a greater UIDVALIDITY (§2.3.1.1)."""
+    acc = imap_server.create_account("claire@chu.test", PASSWORD)
+    w = _login(imap_server)
+    assert w.cmd(b"a1", b"CREATE Patients/Dupont") == b"a1 OK CREATE completed\r\n"
+    imap_server.deliver(acc, [corpus.SIMPLE, corpus.WITH_PDF], mailbox="Patients")
+    imap_server.deliver(acc, [corpus.DIGEST], mailbox="Patients/Dupont")
+    old = _uidvalidity(w, b"a2", b"Patients")
+    assert w.cmd(b"a3", b"DELETE Patients") == b"a3 OK DELETE completed\r\n"
+    assert w.cmd(b"a4", b'LIST "" Patients*') == (
+        b'* LIST (\\Noselect \\HasChildren) "/" Patients\r\n'
+        b'* LIST (\\HasNoChildren) "/" Patients/Dupont\r\n'
+        b"a4 OK LIST completed\r\n"
+    )
+    assert w.cmd(b"a5", b"SELECT Patients").endswith(
+        b"a5 NO [NONEXISTENT] Mailbox Patients does not exist\r\n"
+    )
+    assert w.cmd(b"a6", b"APPEND Patients {1+}\r\nx").startswith(b"a6 NO [TRYCREATE]")
+    assert w.cmd(b"a7", b"DELETE Patients") == (
+        b"a7 NO [INUSE] Patients is \\Noselect and has sub-mailboxes: delete them first\r\n"
+    )
+    assert w.cmd(b"a8", b"STATUS Patients/Dupont (MESSAGES)") == (
+        b"* STATUS Patients/Dupont (MESSAGES 1)\r\na8 OK STATUS completed\r\n"
+    )
+    assert w.cmd(b"a9", b"CREATE Patients") == b"a9 OK CREATE completed\r\n"
+    assert w.cmd(b"b1", b"STATUS Patients (MESSAGES UIDNEXT)") == (
+        b"* STATUS Patients (MESSAGES 0 UIDNEXT 1)\r\nb1 OK STATUS completed\r\n"
+    )
+    new = _uidvalidity(w, b"b2", b"Patients")
+    assert new > old
+    reply = w.cmd(b"b3", b"SELECT Patients")
+    assert b"* 0 EXISTS\r\n" in reply and b"[UIDVALIDITY %d]" % new in reply
+    assert reply.endswith(b"b3 OK [READ-WRITE] SELECT completed\r\n")
+    w.close()
+
+
+def test_recreated_mailbox_gets_a_greater_uidvalidity_within_the_same_second(
+    imap_server: ImapHarness,
+) -> None:
+    """DELETE + CREATE of a leaf, back to back: the old UIDVALIDITY is the account's highest
+    and its row is gone, yet the new one is greater (RFC 3501 §2.3.1.1, §6.3.4)."""
+    imap_server.create_account("claire@chu.test", PASSWORD)
+    w = _login(imap_server)
+    seen = []
+    for n in range(3):
+        assert w.cmd(b"c%d" % n, b"CREATE Brouillons/Ordonnances").endswith(b" OK CREATE completed\r\n")
+        seen.append(_uidvalidity(w, b"s%d" % n, b"Brouillons/Ordonnances"))
+        assert w.cmd(b"d%d" % n, b"DELETE Brouillons/Ordonnances").endswith(b" OK DELETE completed\r\n")
+    assert seen == sorted(set(seen)), seen
+    assert w.cmd(b"e1", b"CREATE Brouillons/Ordonnances").endswith(b" OK CREATE completed\r\n")
+    assert _uidvalidity(w, b"e2", b"Brouillons/Ordonnances") > seen[-1]
+    assert _uidvalidity(w, b"e3", b"Brouillons") < seen[0]  # the parent kept its own
     w.close()
 
 

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import imaplib
+from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
-from mailstore.accounts import set_state
+from mailstore.accounts import Account, set_state
+from mailstore.imap.commands import Append
+from mailstore.imap.session import Session
+from mailstore.imap.state import State
+from mailstore.tables import message
 from tests.mailstore.imap.harness import CLIENT_ID, ImapHarness, Wire
 
 PASSWORD = "secret-password"
@@ -208,3 +215,68 @@ def test_settings_from_the_configuration_section() -> None:
     )
     assert settings.autologout == 3600.0 and settings.max_message_size == 1000
     assert settings.patient_domain == "patient.test" and not settings.allow_plaintext_auth
+
+
+class _RecordingIO:
+    """The connection side of a :class:`Session` (the asyncio shell's part), recording
+    what the session writes: lets a test hand the session an account LOGIN never gives."""
+
+    peer_ip: str | None = "192.0.2.7"
+    tls_active = True
+
+    def __init__(self) -> None:
+        self.out = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self.out += data
+
+    async def drain(self) -> None:
+        return None
+
+    def start_tls(self) -> None:
+        raise AssertionError("not on this connection")
+
+    def read_line(self) -> asyncio.Future[bytes]:
+        raise AssertionError("not on this connection")
+
+    def enter_idle(self) -> None:
+        raise AssertionError("not on this connection")
+
+    def peer_certificate(self) -> dict[str, Any] | None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def test_a_patient_cannot_plant_a_message(imap_server: ImapHarness) -> None:
+    """Second guard behind the login refusal: were a patient session ever authenticated,
+    APPEND (a forged "received" message in their mailbox) is still refused."""
+    patient = imap_server.create_account(
+        "279035121518989@patient.test", PASSWORD, kind="patient", ins="279035121518989"
+    )
+    doctor = imap_server.create_account("claire@chu.test", PASSWORD)
+    assert imap_server.server is not None
+    ctx = imap_server.server.ctx
+    raw = b"From: Dr Claire Martin <claire@chu.test>\r\nSubject: Resultats\r\n\r\nTout va bien.\r\n"
+
+    def run_append(account: Account, tag: bytes) -> bytes:
+        io = _RecordingIO()
+        session = Session(ctx, io)
+        session.account, session.state = account, State.AUTHENTICATED
+        imap_server.call(session.run(Append(tag, "APPEND", mailbox="INBOX", message=raw)))
+        return bytes(io.out)
+
+    assert run_append(patient, b"p1") == (
+        b"p1 NO [NOPERM] Un compte patient ne peut pas deposer de message en IMAP: "
+        b"ecrivez depuis la messagerie web\r\n"
+    )
+    box = imap_server.mailbox_id(patient)
+    count = imap_server.db.read_sync(
+        lambda conn: conn.execute(
+            select(func.count()).select_from(message).where(message.c.mailbox_id == box)
+        ).scalar()
+    )
+    assert count == 0
+    # The same session set-up with a professional appends (the guard is the only difference).
+    assert run_append(doctor, b"d1").startswith(b"d1 OK [APPENDUID ")
