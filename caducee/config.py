@@ -437,6 +437,12 @@ def _check(cfg: Config, locator: _Locator) -> None:
             p, locator.line("policy", "max_message_size"), "policy.max_message_size",
             "must be at least 1024 bytes",
         )
+    if cfg.imap.autologout < 1800:
+        raise ConfigError(
+            p, locator.line("imap", "autologout"), "imap.autologout",
+            "must be at least 1800 seconds: RFC 3501 §5.4 wants an autologout timer of at "
+            "least 30 minutes once logged in",
+        )
     if not cfg.domains.patient:
         object.__setattr__(
             cfg.domains, "patient", "patient." + cfg.domains.professional[0]

@@ -47,6 +47,8 @@ def test_good_file_defaults_and_relative_paths(tmp_path: Path) -> None:
         (GOOD.replace('professional = ["example.mssante.fr"]', "professional = []"), 5,
          "domains.professional", "at least one"),
         (GOOD.replace("[submission]", "[submission"), None, "-", ""),
+        (GOOD + "\n[imap]\nmax_line = 65536\nautologout = 1799\n", 15, "imap.autologout",
+         "RFC 3501 §5.4"),
     ],
 )
 def test_errors_are_located(tmp_path: Path, text: str, line: int | None, key: str, words: str) -> None:
@@ -65,3 +67,8 @@ def test_errors_are_located(tmp_path: Path, text: str, line: int | None, key: st
 def test_missing_required_section(tmp_path: Path) -> None:
     with pytest.raises(config.ConfigError, match="«domains»: required section is missing"):
         config.load(write(tmp_path, '[server]\nhostname = "x.fr"\n'))
+
+
+def test_imap_autologout_of_30_minutes_or_more_is_accepted(tmp_path: Path) -> None:
+    cfg = config.load(write(tmp_path, GOOD + "\n[imap]\nautologout = 1800.0\n"))
+    assert cfg.imap.autologout == 1800.0
