@@ -193,6 +193,40 @@ def _med(xs: list[float] | None) -> float | None:
     return statistics.median(xs) if xs else None
 
 
+#: Issue 5's targets: each operation at least as fast as Dovecot; idle connections cheap.
+TARGET_SPEED_RATIO = 1.0
+TARGET_IDLE_MIB_PER_1000 = 20.0
+_OPS = (("a", "(a) SELECT + FETCH ENVELOPE"), ("b", "(b) FETCH BODY[]"), ("c", "(c) SEARCH TEXT"))
+
+
+def verdicts(dov: Side | None, cad: Side | None, idle: int) -> list[str]:
+    """One line per target: the figure, the target, met or missed (or why not judged)."""
+    out: list[str] = []
+    if cad is None:
+        return out
+    for op, label in _OPS:
+        td, tc = _med(dov.times.get(op)) if dov else None, _med(cad.times.get(op))
+        if td and tc:
+            ratio = td / tc
+            verdict = "met" if ratio >= TARGET_SPEED_RATIO else "MISSED"
+            out.append(f"{label}: Caducée at {ratio:.2f}× Dovecot's speed "
+                       f"(target ≥ {TARGET_SPEED_RATIO:.1f}×): {verdict}")
+        else:
+            out.append(f"{label}: not judged (no figure for both servers)")
+    if idle and "rss_idle" in cad.memory:
+        # The increase over no clients, scaled to 1,000 connections: the larger (stricter)
+        # of the RSS and PSS increases of the one process.
+        grown = max(cad.memory["rss_idle"] - cad.memory["rss_before"],
+                    cad.memory["pss_idle"] - cad.memory["pss_before"])
+        per_1000 = grown / MiB * 1000 / idle
+        verdict = "met" if per_1000 <= TARGET_IDLE_MIB_PER_1000 else "MISSED"
+        out.append(f"(d) idle connections: Caducée grows {per_1000:,.1f} MiB per 1,000 "
+                   f"(target ≤ {TARGET_IDLE_MIB_PER_1000:.0f} MiB): {verdict}")
+    elif idle:
+        out.append("(d) idle connections: not judged (no memory figure for Caducée)")
+    return out
+
+
 def report(sides: list[Side], args: argparse.Namespace) -> None:
     dov = next((s for s in sides if s.name == "Dovecot"), None)
     cad = next((s for s in sides if s.name == "Caducée"), None)
@@ -232,6 +266,8 @@ def report(sides: list[Side], args: argparse.Namespace) -> None:
             table.add_row(f"(d) {label} with {args.idle:,} idle connections "
                           "(+ over no client)", *cells)
     console.print(table)
+    for line in verdicts(dov, cad, args.idle):
+        console.print(line)
     for s in sides:
         if "processes" in s.memory:
             console.print(f"{s.name}: {s.memory['processes']} processes with the idle clients")
@@ -283,16 +319,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 cad = Caducee(["reader"])
                 cad.setup()
-                if not cad.has_imap:
-                    console.print("[yellow]Caducée has no [imap] configuration section yet: "
-                                  "Dovecot only[/yellow]")
-                    cad.cleanup()
-                else:
-                    stack.enter_context(cad)
-                    key_type = key_type_of(cad.cert_file)
-                    addr = cad.address("reader")
-                    cad_side = Side("Caducée", cad.imap_port, addr, cad.password(addr),
-                                    cad.ca_file, cad.processes)
+                stack.enter_context(cad)
+                key_type = key_type_of(cad.cert_file)
+                addr = cad.address("reader")
+                cad_side = Side("Caducée", cad.imap_port, addr, cad.password(addr),
+                                cad.ca_file, cad.processes)
             if cad_side is not None and not args.no_import:
                 secs = asyncio.run(append_all(cad_side, corpus, args.append_concurrency))
                 console.print(f"Caducée: APPENDed {len(corpus):,} messages in {secs:.0f}s "

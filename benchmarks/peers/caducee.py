@@ -62,7 +62,7 @@ def set_listen(toml_text: str, section: str, key: str, addresses: list[str]) -> 
 
 
 def config_sections() -> set[str]:
-    """The sections this Caducée's configuration knows (``imap`` arrives later)."""
+    """The sections this Caducée's configuration knows."""
     from caducee.config import SECTION_TYPES
 
     return set(SECTION_TYPES)
