@@ -28,9 +28,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, AnyStr
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import MISSING, SMTP
 
 from smtp_gateway import replies
+from smtp_gateway.data_reader import LINE_LIMIT, DataAssembler
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,8 @@ class _ImplicitTlsNoise(logging.Filter):
 
 logging.getLogger("mail.log").addFilter(_ImplicitTlsNoise())
 
-#: Line limit for commands and data lines: 1000 octets with CRLF (RFC 5321 §4.5.3.1.6).
-LINE_LIMIT = 1001
+#: How much of the DATA body is taken from the reader at a time.
+_DATA_BLOCK = 64 * 1024
 
 #: Replies never held back: the client waits for them before anything else (220 before
 #: the TLS handshake, 334 AUTH challenges), or the connection closes right after them.
@@ -158,11 +159,56 @@ class CaduceeSMTP(SMTP):  # type: ignore[misc,unused-ignore]
     async def smtp_DATA(self, arg: str) -> None:
         self.busy = True
         try:
-            await super().smtp_DATA(arg)
+            await self._data(arg)
         finally:
             self.busy = False
             if self.on_idle is not None:
                 self.on_idle()
+
+    async def _data(self, arg: str) -> None:
+        """RFC 5321 §4.1.1.4 DATA, reading the body in blocks (:mod:`.data_reader`) rather
+        than aiosmtpd's line-at-a-time loop; the replies and their order are aiosmtpd's."""
+        if await self.check_helo_needed():
+            return
+        if await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        assembler = DataAssembler(self.data_size_limit or 0, LINE_LIMIT)
+        try:
+            while True:
+                block = await self._reader.read(_DATA_BLOCK)
+                if not block:  # the peer went away in the middle of the data
+                    self._writer.close()
+                    return
+                # RFC 5321 §4.5.3.2.6: the timeout runs per data block, not per message.
+                self._reset_timeout()
+                if assembler.feed(block):
+                    break
+        except asyncio.CancelledError:
+            log.info("connection lost during DATA")
+            self._writer.close()
+            raise
+        if assembler.leftover:
+            # Commands pipelined after the final dot (RFC 2920 §3.1) go back in front of
+            # whatever the reader has buffered since (aiosmtpd edits this buffer too).
+            self._reader._buffer[0:0] = assembler.leftover  # type: ignore[attr-defined]
+        content = assembler.result()
+        if isinstance(content, str):
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            await self.push(content)
+            return
+        self.envelope.content = content
+        self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()  # type: ignore[no-untyped-call]
+        await self.push("250 OK" if status is MISSING else status)
 
     async def say_goodbye(self) -> None:
         """Shutdown: tell an idle client to come back later and close (RFC 5321 §3.8)."""
