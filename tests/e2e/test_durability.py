@@ -140,6 +140,23 @@ def test_sigkill_never_loses_an_acknowledged_message(
     # Unacknowledged messages may have been committed just before the kill: at most one
     # per client per kill.
     assert len(counts) - len(acked) <= CLIENTS * kills
+    # The journal entry commits with the message (docs/audit.md): each stored message has
+    # exactly one message.accepted entry and each entry a stored message, and the chain
+    # still verifies after the kills.
+    from audit.tables import audit_entry
+    from audit.verify import verify
+
+    ctx = pdir.context()
+    try:
+        accepted = collections.Counter(ctx.db.read_sync(lambda c: c.execute(
+            select(audit_entry.c.message_id)
+            .where(audit_entry.c.action == "message.accepted")).scalars().all()))
+        report = ctx.db.read_sync(lambda c: verify(
+            c, ctx.journal.verify_keys, ctx.config.audit.checkpoint_file))
+    finally:
+        ctx.close()
+    assert accepted == counts
+    assert report.ok, report.problems[:5]
 
 
 def test_sigterm_finishes_and_exits_zero(tmp_path: Path, request: pytest.FixtureRequest) -> None:

@@ -126,6 +126,25 @@ def test_postfix_relays_a_signed_message_over_mutual_tls(world) -> None:
     # Our Received field: over TLS from Postfix; Postfix logged the verified session.
     assert b"with ESMTPS" in got
     assert "Verified TLS connection established to localhost" in w.postfix.log_text()
+    # Journaled in the delivery's transaction: accepted from the peer, delivered to Claire.
+    import json
+    from email.parser import BytesHeaderParser
+
+    from audit.tables import audit_entry
+
+    mid = str(BytesHeaderParser().parsebytes(got)["Message-ID"]).strip()
+    ctx = w.pdir.context()
+    try:
+        rows = ctx.db.read_sync(lambda c: [dict(r) for r in c.execute(
+            select(audit_entry).where(audit_entry.c.message_id == mid)
+            .order_by(audit_entry.c.seq)).mappings()])
+    finally:
+        ctx.close()
+    assert [(r["action"], r["actor"], r["protocol"], r["outcome"]) for r in rows] == [
+        ("message.accepted", PEER, "mta", "ok"), ("message.delivered", PEER, "mta", "ok")]
+    assert {r["client_ip"] for r in rows} == {"127.0.0.1"}
+    assert json.loads(rows[1]["object_ids"]) == [["recipient", CLAIRE]]
+    assert "relayed mta-1" not in repr(rows)
 
 
 def refusals(w: OperatorWorld) -> int:
@@ -177,6 +196,37 @@ def test_referenced_peer_writes_to_a_patient_who_replies_through_the_queue(world
     assert not hasattr(result, "decision"), result
     wait_for(lambda: [m for m in w.postfix.delivered("dr.peer") if b"Reponse mta-4" in m], 30,
              "the patient's reply at the other operator")
+    # The journal: the peer's message delivered to the patient (with the INS), the reply
+    # sent from the web and handed over to the other operator.
+    from audit.tables import audit_entry
+
+    def journal(mid: str) -> list[tuple[str, str | None, str | None]]:
+        def read(c: Connection) -> list[tuple[str, str | None, str | None]]:
+            return [(r[0], r[1], r[2]) for r in c.execute(
+                select(audit_entry.c.action, audit_entry.c.patient_ins, audit_entry.c.protocol)
+                .where(audit_entry.c.message_id == mid).order_by(audit_entry.c.seq))]
+
+        c2 = w.pdir.context()
+        try:
+            found: list[tuple[str, str | None, str | None]] = c2.db.read_sync(read)
+        finally:
+            c2.close()
+        return found
+
+    incoming = with_marker(w, PATIENT, "mta-4")[0]
+    from email.parser import BytesHeaderParser
+
+    in_mid = str(BytesHeaderParser().parsebytes(incoming)["Message-ID"]).strip()
+    assert journal(in_mid) == [("message.accepted", None, "mta"),
+                               ("message.delivered", INS, "mta")]
+
+    def relayed() -> list[tuple[str, str | None, str | None]] | None:
+        entries = journal(result.message_id)
+        return entries if any(a == "message.relayed" for a, _, _ in entries) else None
+
+    out: Any = wait_for(relayed, 30, "the relay of the patient's reply in the journal")
+    assert out[0] == ("webmail.send", INS, "web")
+    assert out[-1] == ("message.relayed", None, "smtp")  # after any deferral
 
 
 # -- the rules, with smtplib -------------------------------------------------------------------
