@@ -196,3 +196,19 @@ def test_rotate_key_keeps_old_checkpoints_verifiable(
     report = json.loads(capsys.readouterr().out)
     assert {p["kind"] for p in report["problems"]} == {"bad_signature"}
     assert min(p["seq"] for p in report["problems"]) == 5
+
+
+def test_init_creates_the_checkpoint_file(
+    empty_db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = tmp_path / "fresh"
+    assert main(["init", str(d), "--database-url", empty_db_url]) == 0
+    cp_file = d / "audit" / "checkpoints.log"
+    try:
+        assert cp_file.exists() and cp_file.stat().st_size == 0
+        assert oct(cp_file.stat().st_mode & 0o777) == "0o600"
+        capsys.readouterr()
+        assert main(["-c", str(d / "caducee.toml"), "audit", "verify"]) == 0
+        assert "journal intègre : 0 entrées" in capsys.readouterr().out
+    finally:
+        export_signing.stop_agent(d / "keys" / "gnupg")
