@@ -88,3 +88,27 @@ def test_patient_export_holds_only_that_patient(
     assert res.entries == 2 and [e["seq"] for e in entries] == [13, 15]
     assert all(e["patient_ins"] == INS for e in entries)
     assert check_export(out).ok  # each entry re-hashes on its own, from its "prev"
+
+
+def test_an_auditor_following_the_header_rehashes_non_ascii_entries(
+    engine: Engine, journal: Journal, tmp_path: Path
+) -> None:
+    """The header's description of the hash is exact: UTF-8, non-ASCII not escaped."""
+    import hashlib
+
+    with engine.begin() as conn:
+        journal.append(conn, [event(1, actor="médecin.généraliste@hôpital.example",
+                                    object_ids=(("recipient", "zoé@santé.example"),))])
+    out = tmp_path / "export.jsonl"
+    with engine.connect() as conn:
+        export(conn, out)
+    header, entry = (json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()[:2])
+    assert "UTF-8" in header["hash"] and "ASCII JSON" not in header["hash"]
+    object_ids = json.dumps(entry["object_ids"], ensure_ascii=False, separators=(",", ":"))
+    fields = [entry[k] for k in ("seq", "at", "action", "actor", "outcome", "reason",
+                                 "message_id", "document_id", "queue_id", "patient_ins",
+                                 "client_ip", "protocol")] + [object_ids]
+    canonical = json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    assert hashlib.sha256(bytes.fromhex(entry["prev"]) + canonical).hexdigest() == entry["hash"]
+    ascii_form = json.dumps(fields, separators=(",", ":")).encode("ascii")
+    assert hashlib.sha256(bytes.fromhex(entry["prev"]) + ascii_form).hexdigest() != entry["hash"]
