@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.utils import getaddresses
 from typing import Any
@@ -49,6 +49,7 @@ from smtp_gateway.dkim_verify import DkimVerifier, strip_forged
 from smtp_gateway.policy_gate import PolicyGate
 from smtp_gateway.recipients import RecipientResolver
 from smtp_gateway.smtp_edge import (
+    RefusalHook,
     certificate_names,
     check_data,
     client_ip,
@@ -96,7 +97,7 @@ class MtaHandler:
         delivery: DeliveryAgent,
         gate: PolicyGate,
         verifier: DkimVerifier,
-        on_refusal: Callable[[str, str | None, Reason, str], None] | None = None,
+        on_refusal: RefusalHook | None = None,
     ) -> None:
         self.settings = settings
         self.resolver = resolver
@@ -113,9 +114,14 @@ class MtaHandler:
             envelope.caducee_inbound = st  # type: ignore[attr-defined]
         return st
 
-    def _refuse(self, session: Session, actor: str, reason: Reason, detail: str = "") -> str:
+    def _refuse(
+        self, session: Session, actor: str, reason: Reason, detail: str = "", *,
+        recipient: str | None = None,
+    ) -> str:
+        """Answer a refusal; ``actor`` is the envelope sender (the operator's mailbox)."""
         if self.on_refusal is not None:
-            self.on_refusal(actor or ACTOR, client_ip(session), reason, detail)
+            self.on_refusal(actor or ACTOR, client_ip(session), reason, detail,
+                            sender=actor, recipient=recipient)
         log.info("inbound refused: %s %s", reason, detail, extra={"client_ip": client_ip(session)})
         shown = detail if reason in (Reason.ATTACHMENT_TYPE_REFUSED,
                                      Reason.MESSAGE_TOO_LARGE) else ""
@@ -186,13 +192,16 @@ class MtaHandler:
         )
         sender = envelope.mail_from or ""
         if not decision:
-            return self._refuse(session, sender, decision.reason, decision.detail)
+            return self._refuse(session, sender, decision.reason, decision.detail,
+                                recipient=address)
         if local is None:  # INBOUND allows local recipients only; defensive
-            return self._refuse(session, sender, Reason.UNKNOWN_RECIPIENT, address)
+            return self._refuse(session, sender, Reason.UNKNOWN_RECIPIENT, address,
+                                recipient=address)
         if local.kind == "patient" and not grants_permission(state.sender,
                                                             sender_is_patient=False):
             # DOMAIN.md §5: only a professional writes first to a patient.
-            return self._refuse(session, sender, Reason.SENDER_NOT_REFERENCED, address)
+            return self._refuse(session, sender, Reason.SENDER_NOT_REFERENCED, address,
+                                recipient=address)
         if any(r.account_id == local.account_id for r in state.local):
             return replies.R250_RECIPIENT_OK.line()
         envelope.rcpt_tos.append(address)

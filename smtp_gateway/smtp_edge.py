@@ -15,10 +15,11 @@ import logging
 import re
 import secrets
 import ssl
-from typing import Any
+from typing import Any, Protocol
 
 from aiosmtpd.smtp import Envelope, Session, TLSSetupException
 
+from policy.decision import Reason
 from smtp_gateway import replies
 
 log = logging.getLogger("smtp_gateway.smtp")
@@ -48,6 +49,19 @@ def check_data(envelope: Envelope, max_size: int) -> bytes | str:
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
     return data
+
+
+class RefusalHook(Protocol):
+    """Told of every refusal an edge answers (the runner journals ``message.refused``).
+
+    ``sender``/``recipient`` are the envelope addresses concerned (identifiers, not
+    content); ``detail`` may name an attachment and must never be journaled.
+    """
+
+    def __call__(
+        self, actor: str, ip: str | None, reason: Reason, detail: str, *,
+        sender: str | None = None, recipient: str | None = None,
+    ) -> None: ...
 
 
 def client_ip(session: Session) -> str | None:

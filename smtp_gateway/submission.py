@@ -35,6 +35,7 @@ from smtp_gateway import replies
 from smtp_gateway.delivery import DeliveryAgent, Incoming, LocalRecipient
 from smtp_gateway.recipients import RecipientResolver
 from smtp_gateway.smtp_edge import (
+    RefusalHook,
     check_data,
     exception_reply,
     peer_certificate,
@@ -89,7 +90,7 @@ class SubmissionHandler:
         resolver: RecipientResolver,
         delivery: DeliveryAgent,
         gate: SubmissionPolicy,
-        on_refusal: Callable[[str, str | None, Reason, str], None] | None = None,
+        on_refusal: RefusalHook | None = None,
         on_login: Callable[[str, str | None, AuthStatus], None] | None = None,
     ) -> None:
         self.settings = settings
@@ -120,11 +121,15 @@ class SubmissionHandler:
             envelope.caducee = state  # type: ignore[attr-defined]
         return state
 
-    def _refuse(self, session: Session, reason: Reason, detail: str = "") -> str:
+    def _refuse(
+        self, session: Session, reason: Reason, detail: str = "", *,
+        sender: str | None = None, recipient: str | None = None,
+    ) -> str:
         acc = self.account_of(session)
         if self.on_refusal is not None:
             actor = acc.address if acc is not None else "anonymous"
-            self.on_refusal(actor, self.client_ip(session), reason, detail)
+            self.on_refusal(actor, self.client_ip(session), reason, detail,
+                            sender=sender, recipient=recipient)
         return replies.for_reason(reason, detail)
 
     # -- EHLO ------------------------------------------------------------------------------
@@ -239,7 +244,8 @@ class SubmissionHandler:
             return replies.R530_AUTH_REQUIRED.line()
         decision = await self.gate.on_mail(acc, address)
         if not decision:
-            return self._refuse(session, decision.reason, _reply_detail(decision))
+            return self._refuse(session, decision.reason, _reply_detail(decision),
+                                sender=address)
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         state = self.tx_state(envelope)
@@ -261,7 +267,8 @@ class SubmissionHandler:
             local = await self.resolver.resolve(address)
         decision = await self.gate.on_rcpt(acc, address, local)
         if not decision:
-            return self._refuse(session, decision.reason, _reply_detail(decision))
+            return self._refuse(session, decision.reason, _reply_detail(decision),
+                                sender=envelope.mail_from, recipient=address)
         if local is None:
             # A trusted domain of another operator (the rules said so): queued at DATA.
             if address.lower() not in (r.lower() for r in state.remote):
@@ -298,7 +305,8 @@ class SubmissionHandler:
         state = self.tx_state(envelope)
         decision = await self.gate.on_data(acc, raw, state.local)
         if not decision:
-            return self._refuse(session, decision.reason, _reply_detail(decision))
+            return self._refuse(session, decision.reason, _reply_detail(decision),
+                                sender=envelope.mail_from)
         tls = ssl_info(server)
         incoming = Incoming(
             raw=raw,

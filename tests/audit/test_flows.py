@@ -98,6 +98,10 @@ def test_submission_refusal_and_failed_login_are_journaled_and_verify(
         ("unknown_recipient", "refused", SENDER),
         ("attachment_type_refused", "refused", SENDER),
     ]
+    # the envelope addresses concerned are named (identifiers, not content)
+    assert '"nobody@demo.mssante.fr"' in refused[0]["object_ids"]
+    assert f'"{SENDER}"' in refused[0]["object_ids"]
+    assert f'"{SENDER}"' in refused[1]["object_ids"]
     failed = [r for r in entries if r["action"] == "login.failed"]
     assert failed[0]["client_ip"] == "127.0.0.1"
     assert {(r["outcome"], r["reason"]) for r in failed} == {("failed", "auth_failed")}
