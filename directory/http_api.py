@@ -5,8 +5,9 @@
 
     {"page": 1, "per_page": 20, "has_more": false, "results": [{"kind": "practitioner", …}]}
 
-401 with a French message when the caller is not authenticated, 400 with a French message
-on bad parameters. The database work runs on a worker thread, off the event loop.
+401 with a French message when the caller is not authenticated, 429 (with ``Retry-After``)
+when its logins are rate-limited (ARCHITECTURE.md §6 ``rate_limited``), 400 with a French
+message on bad parameters. The database work runs on a worker thread, off the event loop.
 """
 
 from __future__ import annotations
@@ -31,8 +32,18 @@ _MAX_PARAM = 200
 _HEADERS = {"Cache-Control": "no-store"}
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=_HEADERS)
+class LoginRateLimited(Exception):
+    """Raised by an ``authenticate`` callable when the caller must wait (HTTP 429)."""
+
+    def __init__(self, retry_after: int = 60) -> None:
+        super().__init__("too many failed logins")
+        self.retry_after = retry_after
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(
+        {"error": message}, status_code=status, headers={**_HEADERS, **(headers or {})}
+    )
 
 
 def _query(request: Request) -> Query:
@@ -64,7 +75,11 @@ def create_directory_api(
             return search(conn, query)
 
     async def directory(request: Request) -> JSONResponse:
-        user = await authenticate(request)
+        try:
+            user = await authenticate(request)
+        except LoginRateLimited as exc:
+            return _error(429, "Trop de tentatives de connexion : réessayez plus tard.",
+                          {"Retry-After": str(exc.retry_after)})
         if user is None:
             return _error(401, "Authentification requise pour consulter l'annuaire.")
         try:

@@ -180,6 +180,7 @@ def import_files(engine: Engine, paths: Iterable[Path], options: ImportOptions) 
             files = _file_reports(all_sources, staged)
         except ImportRefused as exc:
             _write_refused(log, options, exc, files)
+            _journal_refused(engine, options)
             raise
         timings["read_and_stage"] = time.perf_counter() - t0
 
@@ -201,6 +202,10 @@ def import_files(engine: Engine, paths: Iterable[Path], options: ImportOptions) 
                                    "this line is skipped", address))
             except ImportRefused as exc:
                 _write_refused(log, options, exc, files)
+                conn.invalidate()
+                conn.close()
+                conn = None
+                _journal_refused(engine, options)
                 raise
             staging.delete_rows(conn, staged, FileKind.MAILBOX, [d[0] for d in dups])
 
@@ -297,6 +302,19 @@ def _write_refused(
         options.report_path, "Directory import report — REFUSED: nothing was imported",
         [f"Refused: {exc.issue}", *(f"  {f.label}: {f.lines} lines read" for f in files)], [],
     )
+
+
+def _journal_refused(engine: Engine, options: ImportOptions) -> None:
+    """A refused import changed nothing; the attempt is journaled on its own."""
+    from audit.events import Action, AuditEvent, Outcome
+
+    if options.journal is None:
+        return
+    with engine.begin() as conn:
+        options.journal.append(conn, [AuditEvent(
+            action=Action.DIRECTORY_IMPORTED, actor=options.actor, protocol="cli",
+            outcome=Outcome.REFUSED, reason="import_refused",
+        )])
 
 
 def _journal(journal: Journal, conn: Connection, imp: int, actor: str) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 
 from audit.events import Action, AuditEvent, Outcome
+from directory.http_api import LoginRateLimited
 from mailstore.auth import Authenticator, AuthStatus
 from mailstore.tables import PATIENT
 from policy.decision import Reason
@@ -64,7 +65,7 @@ def basic_authenticator(
         outcome = await authenticator.verify_password(user, password, client)
         if outcome.status is AuthStatus.RATE_LIMITED:
             record(user, Outcome.REFUSED, Reason.RATE_LIMITED.value, client)
-            return None
+            raise LoginRateLimited(int(authenticator.limiter.lockout))
         account = outcome.account
         if outcome.status is AuthStatus.DISABLED and account is not None:
             record(account.address, Outcome.REFUSED, "account_disabled", client)

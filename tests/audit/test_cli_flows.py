@@ -100,3 +100,19 @@ def test_admin_commands_are_journaled(
     text = repr(entries)
     for secret in ("Dr Nouveau", "Jeanne Patiente", "jeanne@example.org"):
         assert secret not in text
+
+
+def test_refused_directory_import_is_journaled(pdir: PlatformDir, tmp_path: Path) -> None:
+    bad = tmp_path / "PS_LibreAcces_Personne_activite_bad.txt"
+    lines = (DEMO / "PS_LibreAcces_Personne_activite_demo.txt").read_text(
+        encoding="utf-8").splitlines()
+    cols = lines[2].split("|")
+    cols[9] = "77"  # an unknown profession code: an error, refused with --strict
+    bad.write_text("\n".join([lines[0], lines[1], "|".join(cols)]) + "\n", encoding="utf-8")
+    code = main(["-c", str(pdir.config_path), "directory", "import", str(bad), "--strict",
+                 "--report", str(tmp_path / "r.txt")])
+    assert code != 0
+    entries = _entries(pdir)
+    refused = [e for e in entries if e["action"] == "directory.imported"]
+    assert [(e["outcome"], e["reason"], e["protocol"]) for e in refused] == [
+        ("refused", "import_refused", "cli")]

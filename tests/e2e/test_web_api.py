@@ -99,3 +99,22 @@ def test_web_logins_are_journaled_without_the_password(live) -> None:
     assert all(r["actor"] for r in rows), "a request without credentials is not a login"
     text = repr(rows)
     assert wrong not in text and PASSWORD not in text
+
+
+def test_rate_limited_logins_get_429_with_retry_after(live) -> None:
+    """ARCHITECTURE.md §6 ``rate_limited``: HTTP 429, explained in French. From its own
+    loopback address and account, so the other tests of the module are not locked out."""
+    pdir, port = live
+    limit = pdir.config.auth.max_failures
+    transport = httpx.HTTPTransport(
+        verify=ssl.create_default_context(cafile=str(pdir.ca)), local_address="127.0.0.42")
+    with httpx.Client(transport=transport, base_url=f"https://127.0.0.1:{port}") as client:
+        codes = [client.get("/api/directory", params={"q": "x"},
+                            auth=("locked.out@demo.mssante.fr", f"wrong-{i}")).status_code
+                 for i in range(limit)]
+        assert codes == [401] * limit
+        r = client.get("/api/directory", params={"q": "x"},
+                       auth=("locked.out@demo.mssante.fr", "wrong-again"))
+        assert r.status_code == 429
+        assert int(r.headers["retry-after"]) > 0
+        assert "Trop de tentatives" in r.json()["error"]
