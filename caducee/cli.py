@@ -26,6 +26,17 @@ COMMAND_MODULES: tuple[str, ...] = (
     "caducee.cmd_queue",
 )
 
+#: The module that registers each top-level command, so that one command loads only its
+#: own module (``caducee run`` then carries no import or audit-export code in its memory).
+#: tests/caducee/test_cli.py checks it against what the modules register.
+COMMAND_OWNERS: dict[str, str] = {
+    "init": "caducee.cmd_setup", "db": "caducee.cmd_setup", "keys": "caducee.cmd_setup",
+    "dkim": "caducee.cmd_setup", "run": "caducee.cmd_run", "demo": "caducee.cmd_run",
+    "account": "caducee.cmd_account", "audit": "caducee.cmd_audit",
+    "patient": "caducee.cmd_policy", "trust": "caducee.cmd_policy",
+    "directory": "caducee.cmd_directory", "queue": "caducee.cmd_queue",
+}
+
 DEFAULT_CONFIG = "conf/caducee.toml"
 
 
@@ -33,7 +44,8 @@ class CliError(Exception):
     """A user-facing command failure: printed without a traceback, exit status 1."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; with a known ``command``, only its module is loaded."""
     parser = argparse.ArgumentParser(
         prog="caducee", description="Caducée secure health messaging platform"
     )
@@ -43,13 +55,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="configuration file (default: $CADUCEE_CONFIG or conf/caducee.toml)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    owner = COMMAND_OWNERS.get(command or "")
+    for name in (owner,) if owner else COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return parser
 
 
+def command_of(argv: Sequence[str]) -> str | None:
+    """The subcommand named in ``argv`` (the first word after the global options)."""
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        word = args[i]
+        if word in ("-c", "--config"):
+            i += 2
+            continue
+        if word.startswith("-"):
+            i += 1
+            continue
+        return word
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(command_of(argv))
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

@@ -13,7 +13,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from audit.events import Action, AuditEvent
 from caducee.config import Config
@@ -21,25 +21,24 @@ from caducee.context import Context
 from caducee.tls import server_context, tune_asyncio_tls
 from mailstore.auth import Authenticator, AuthStatus, RateLimiter
 from mailstore.db import Tx
-from mailstore.imap.server import start_imap_server
-from mailstore.imap.session import ImapSettings
 from mailstore.notify import Notifier
-from mailstore.trust_refresh import TrustListRefresher
 from policy.attachments import AttachmentLimits
 from policy.decision import Reason
 from smtp_gateway.delivery import DeliveryAgent
 from smtp_gateway.dkim_sign import DkimSigner
-from smtp_gateway.dkim_verify import DkimVerifier
-from smtp_gateway.mta import MtaHandler, MtaSettings, start_mta
-from smtp_gateway.mx import DnsSettings, MxResolver
-from smtp_gateway.outbound_client import ClientSettings, client_tls_context
 from smtp_gateway.patient_send import PatientSender
 from smtp_gateway.policy_gate import PolicyGate
-from smtp_gateway.queue_runner import QueueRunner, RunnerSettings
 from smtp_gateway.recipients import RecipientResolver
-from smtp_gateway.smtp_server import SmtpService, start_submission
-from smtp_gateway.submission import SubmissionHandler, SubmissionSettings
-from webmail.server import create_app, start_web
+
+if TYPE_CHECKING:
+    from smtp_gateway.mx import DnsSettings
+    from smtp_gateway.queue_runner import QueueRunner
+    from smtp_gateway.smtp_server import SmtpService
+
+# Each service's modules are imported when the service starts (below), so a node running
+# only some services (``caducee run --services submission``) does not load the others'
+# libraries (Starlette and uvicorn, dnspython and dkimpy, the IMAP server): measured,
+# that is a third of an idle submission node's memory.
 
 log = logging.getLogger("caducee.run")
 
@@ -221,6 +220,8 @@ async def start_platform(ctx: Context, services: tuple[str, ...] = ALL_SERVICES)
 
     platform.services["policy"] = gate
     if cfg.policy.trust_sources:
+        from mailstore.trust_refresh import TrustListRefresher
+
         refresher = TrustListRefresher(
             ctx.db, cfg.policy.trust_sources, period=cfg.policy.trust_refresh_seconds,
             base_dir=cfg.path.parent, ca_file=cfg.policy.trust_ca_file,
@@ -230,6 +231,9 @@ async def start_platform(ctx: Context, services: tuple[str, ...] = ALL_SERVICES)
         platform.services["trust-refresh"] = _Stoppable(refresher.stop)
 
     if "submission" in services:
+        from smtp_gateway.smtp_server import start_submission
+        from smtp_gateway.submission import SubmissionHandler, SubmissionSettings
+
         handler = SubmissionHandler(
             settings=SubmissionSettings(
                 hostname=cfg.server.hostname,
@@ -256,6 +260,9 @@ async def start_platform(ctx: Context, services: tuple[str, ...] = ALL_SERVICES)
         platform.services["submission"] = smtp
         platform.ports["submission"] = smtp.ports
     if "imap" in services:
+        from mailstore.imap.server import start_imap_server
+        from mailstore.imap.session import ImapSettings
+
         imap = await start_imap_server(
             db=ctx.db, keystore=ctx.keystore, authenticator=authenticator, notifier=notifier,
             ssl_context=tls, listen=cfg.imap.listen,
@@ -270,6 +277,8 @@ async def start_platform(ctx: Context, services: tuple[str, ...] = ALL_SERVICES)
         platform.services["imap"] = imap
         platform.ports["imap"] = [p for _, p in imap.addresses + imap.tls_addresses]
     if "web" in services:
+        from webmail.server import create_app, start_web
+
         web = await start_web(
             create_app(ctx.db.engine, authenticator,
                        journal=sink if ctx.journal.enabled else None),
@@ -328,6 +337,8 @@ class JournalCheckpointer:
 
 
 def _dns(cfg: Config) -> DnsSettings:
+    from smtp_gateway.mx import DnsSettings
+
     return DnsSettings(tuple(cfg.outbound.dns_nameservers), cfg.outbound.dns_port)
 
 
@@ -336,6 +347,9 @@ async def start_mta_service(
     tls: ssl.SSLContext, sink: Callable[[AuditEvent], None],
 ) -> SmtpService:
     """The port-25 listener for other operators (smtp_gateway/mta.py)."""
+    from smtp_gateway.dkim_verify import DkimVerifier
+    from smtp_gateway.mta import MtaHandler, MtaSettings, start_mta
+
     cfg = ctx.config
 
     on_refusal = refusal_recorder(sink, "mta")
@@ -362,6 +376,10 @@ async def start_mta_service(
 
 def start_queue_service(ctx: Context, delivery: DeliveryAgent) -> QueueRunner:
     """The outbound queue runner (smtp_gateway/queue_runner.py), woken by new entries."""
+    from smtp_gateway.mx import MxResolver
+    from smtp_gateway.outbound_client import ClientSettings, client_tls_context
+    from smtp_gateway.queue_runner import QueueRunner, RunnerSettings
+
     cfg = ctx.config
     out = cfg.outbound
     client = ClientSettings(

@@ -24,9 +24,9 @@ import logging
 import re
 import ssl
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, AnyStr
+from typing import Any, AnyStr, ClassVar
 
 from aiosmtpd.smtp import MISSING, SMTP
 
@@ -61,6 +61,33 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 _SIMPLE_PATH = re.compile(rf"\s*<({_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})*)>(.*)\Z", re.S)
 
 
+class _Commands(Mapping[str, Any]):
+    """aiosmtpd's ``_smtp_methods`` (command name → bound ``smtp_*`` method), bound on use."""
+
+    __slots__ = ("_owner",)
+    _names: ClassVar[dict[type, dict[str, str]]] = {}
+
+    def __init__(self, owner: SMTP) -> None:
+        self._owner = owner
+
+    def _table(self) -> dict[str, str]:
+        cls = type(self._owner)
+        table = self._names.get(cls)
+        if table is None:
+            table = {m[len("smtp_") :]: m for m in dir(cls) if m.startswith("smtp_")}
+            self._names[cls] = table
+        return table
+
+    def __getitem__(self, command: str) -> Any:
+        return getattr(self._owner, self._table()[command])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
+
+
 class CaduceeSMTP(SMTP):  # type: ignore[misc,unused-ignore]
     """aiosmtpd's SMTP protocol with enhanced codes, our texts and connection tracking."""
 
@@ -79,6 +106,9 @@ class CaduceeSMTP(SMTP):  # type: ignore[misc,unused-ignore]
         self.implicit_tls = implicit_tls
         self.allow_auth = allow_auth
         self._registry = registry
+        # aiosmtpd keeps a dict of bound command methods per connection (~3.5 KiB); one
+        # shared table of names, bound on use, keeps idle connections small.
+        self._smtp_methods = _Commands(self)  # type: ignore[assignment]
         self._in_ehlo = False
         #: Replies held back while pipelined commands wait in the input (RFC 2920 §3.2).
         self._held: list[bytes] = []

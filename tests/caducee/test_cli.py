@@ -172,3 +172,32 @@ def test_a_bare_rpps_is_stored_as_the_national_identifier(tmp_path: Path) -> Non
     facts = SenderAccount(address=acc.address, kind=AccountKind(acc.kind), active=acc.active,
                           directory=entry.fact(), national_id=acc.rpps)
     assert check_sender_referenced(facts).allowed
+
+
+def test_command_owners_match_what_the_modules_register() -> None:
+    import argparse
+    import importlib
+
+    from caducee.cli import COMMAND_MODULES, COMMAND_OWNERS, command_of
+
+    owners: dict[str, str] = {}
+    for name in COMMAND_MODULES:
+        parser = argparse.ArgumentParser()
+        sub = parser.add_subparsers(dest="command")
+        importlib.import_module(name).register(sub)
+        owners.update(dict.fromkeys(sub.choices, name))
+    assert owners == COMMAND_OWNERS
+    assert command_of(["-c", "x.toml", "run", "--services", "imap"]) == "run"
+    assert command_of(["--config=x.toml", "audit", "verify"]) == "audit"
+    assert command_of(["--help"]) is None
+
+
+def test_run_loads_only_its_own_command_module() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from caducee.cli import build_parser; build_parser('run'); "
+            "print(sorted(m for m in sys.modules if m.startswith('caducee.cmd_')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60).stdout
+    assert out.strip() == "['caducee.cmd_run']"
