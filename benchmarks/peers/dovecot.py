@@ -23,6 +23,7 @@ from types import TracebackType
 import psutil
 
 from benchmarks.peers import processes
+from benchmarks.peers.install import ensure_packages
 from benchmarks.peers.tls import write_self_signed
 
 DOVECOT = "dovecot"
@@ -204,6 +205,7 @@ class Dovecot:
     # -- lifecycle ----------------------------------------------------------------------
 
     def start(self, timeout: float = 30.0) -> None:
+        ensure_packages(DOVECOT, "dovecot-imapd", "dovecot-lmtpd")
         if shutil.which(DOVECOT) is None:
             raise RuntimeError("dovecot not found: install Debian's dovecot-imapd/dovecot-lmtpd")
         if not self.config_file.exists():

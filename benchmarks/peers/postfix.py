@@ -21,6 +21,7 @@ from types import TracebackType
 import psutil
 
 from benchmarks.peers import processes
+from benchmarks.peers.install import ensure_packages
 from benchmarks.peers.tls import write_self_signed
 
 POSTFIX = "postfix"
@@ -152,6 +153,7 @@ smtpd_recipient_restrictions = permit_sasl_authenticated, reject
     def start(self, timeout: float = 30.0) -> None:
         if os.geteuid() != 0:
             raise RuntimeError("a Postfix instance must be started as root")
+        ensure_packages(POSTFIX, "postfix")
         if shutil.which(POSTFIX) is None:
             raise RuntimeError("postfix not found: install Debian's postfix package")
         self.write_config()
