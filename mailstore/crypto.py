@@ -55,12 +55,40 @@ def seal(cipher: AESGCM, aad: bytes, plaintext: bytes) -> bytes:
     return VERSION + nonce + cipher.encrypt(nonce, plaintext, aad)
 
 
+#: Bytes a sealed value adds to its plaintext: version, nonce and GCM tag.
+OVERHEAD = 1 + NONCE_LEN + 16
+
+
 def open_sealed(cipher: AESGCM, aad: bytes, data: bytes, *, what: str = "ciphertext") -> bytes:
-    if len(data) < 1 + NONCE_LEN + 16 or data[:1] != VERSION:
+    if len(data) < OVERHEAD or data[:1] != VERSION:
         raise DecryptionError(f"{what}: not a Caducée ciphertext (truncated or unknown version)")
     nonce = data[1 : 1 + NONCE_LEN]
     try:
-        return cipher.decrypt(nonce, data[1 + NONCE_LEN :], aad)
+        # A memoryview: a message of megabytes is not copied before it is decrypted.
+        return cipher.decrypt(nonce, memoryview(data)[1 + NONCE_LEN :], aad)
+    except InvalidTag:
+        raise DecryptionError(
+            f"{what}: authentication failed (tampered, or moved from another row)"
+        ) from None
+
+
+def sealed_size(data: bytes) -> int:
+    """The plaintext length of a sealed value (without opening it)."""
+    return len(data) - OVERHEAD
+
+
+def open_sealed_into(
+    cipher: AESGCM, aad: bytes, data: bytes, out: memoryview, *, what: str = "ciphertext"
+) -> None:
+    """:func:`open_sealed` writing the plaintext into ``out`` (exactly
+    :func:`sealed_size` bytes), e.g. straight into a response buffer. On
+    :class:`DecryptionError` ``out`` holds unauthenticated bytes: the caller must drop it."""
+    if len(data) < OVERHEAD or data[:1] != VERSION:
+        raise DecryptionError(f"{what}: not a Caducée ciphertext (truncated or unknown version)")
+    try:
+        cipher.decrypt_into(
+            data[1 : 1 + NONCE_LEN], memoryview(data)[1 + NONCE_LEN :], aad, out
+        )
     except InvalidTag:
         raise DecryptionError(
             f"{what}: authentication failed (tampered, or moved from another row)"

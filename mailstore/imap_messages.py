@@ -34,7 +34,6 @@ from sqlalchemy import (
 
 from mailstore.crypto import open_sealed
 from mailstore.folders import MailboxInfo, drop_orphan_blobs, get_mailbox_by_id, has_flag
-from mailstore.imap_cache import StructureCache
 from mailstore.keystore import KeyStore
 from mailstore.messages import MailboxNotFound, normalise_flags
 from mailstore.tables import blob, mailbox, message
@@ -334,7 +333,7 @@ class Loaded:
 _NO_DATE = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _aad(purpose: str, blob_id: str, account_id: int) -> bytes:
+def blob_aad(purpose: str, blob_id: str, account_id: int) -> bytes:
     """:func:`mailstore.crypto.aad_for` for a blob row, without the generic join (hot path;
     a test checks that both give the same bytes)."""
     return f"caducee/{purpose}/v1|{blob_id}|{account_id}".encode()
@@ -354,9 +353,7 @@ def _statement(dates: bool, meta: bool, body: bool) -> Select[Any]:
         cols.append(blob.c.meta)
     if body:
         cols.append(blob.c.body)
-    q = select(*cols).where(
-        message.c.mailbox_id == bindparam("mailbox"), message.c.modseq > bindparam("since")
-    )
+    q = select(*cols).where(message.c.mailbox_id == bindparam("mailbox"))
     if meta or body:
         q = q.join(blob, blob.c.id == message.c.blob_id)
     return q.order_by(message.c.uid)
@@ -367,6 +364,82 @@ def _range_statement(dates: bool, meta: bool, body: bool) -> Select[Any]:
     return _statement(dates, meta, body).where(
         message.c.uid.between(bindparam("lo"), bindparam("hi"))
     )
+
+
+def _since(q: Select[Any], changedsince: int | None, params: dict[str, Any]) -> Select[Any]:
+    """CHANGEDSINCE (RFC 7162 §3.1.4.1) as a condition only when asked: an always-true
+    ``modseq > 0`` makes SQLite's planner scan the whole mailbox by its MODSEQ index
+    instead of looking the UIDs up."""
+    if changedsince is None:
+        return q
+    params["since"] = changedsince
+    return q.where(message.c.modseq > bindparam("since"))
+
+
+#: The columns :func:`fetch_rows` can return, by name.
+FETCH_COLUMNS: dict[str, Any] = {
+    "uid": message.c.uid, "flags": message.c.flags, "blob_id": message.c.blob_id,
+    "modseq": message.c.modseq, "size": message.c.size,
+    "internal_date": message.c.internal_date, "meta": blob.c.meta, "body": blob.c.body,
+}
+
+
+@cache_fn
+def _fetch_statement(columns: tuple[str, ...], uid_range: bool) -> Select[Any]:
+    """The statement of :func:`fetch_rows`, built once per column set."""
+    q = select(*(FETCH_COLUMNS[c] for c in columns)).where(
+        message.c.mailbox_id == bindparam("mailbox")
+    )
+    if "meta" in columns or "body" in columns:
+        q = q.join(blob, blob.c.id == message.c.blob_id)
+    if uid_range:
+        q = q.where(message.c.uid.between(bindparam("lo"), bindparam("hi")))
+    return q.order_by(message.c.uid)
+
+
+def fetch_rows(
+    conn: Connection,
+    mailbox_id: int,
+    uids: Sequence[int],
+    columns: tuple[str, ...],
+    changedsince: int | None = None,
+) -> Sequence[Any]:
+    """The rows (tuples of ``columns``, names of :data:`FETCH_COLUMNS`) of ``uids``
+    (ascending) by UID, sealed columns still sealed: FETCH's hot path, which reads only
+    the columns its items need and builds no object per message."""
+    if not uids:
+        return []
+    params: dict[str, Any] = {"mailbox": mailbox_id}
+    if uids[-1] - uids[0] + 1 == len(uids):  # one range (FETCH 1:*, UID FETCH n): prebuilt
+        q = _fetch_statement(columns, True)
+        params.update(lo=uids[0], hi=uids[-1])
+    else:
+        q = _fetch_statement(columns, False).where(uid_condition(uids))
+    return conn.execute(_since(q, changedsince, params), params).all()
+
+
+def unflagged(conn: Connection, mailbox_id: int, uids: Sequence[int], flag: str) -> list[int]:
+    """Which of ``uids`` lack ``flag`` (FETCH BODY[] writes \\Seen only where missing)."""
+    if not uids:
+        return []
+    rows = conn.execute(
+        select(message.c.uid).where(
+            message.c.mailbox_id == mailbox_id, uid_condition(uids), not_(has_flag(flag))
+        ).order_by(message.c.uid)
+    ).all()
+    return [int(r[0]) for r in rows]
+
+
+def sealed_metas(conn: Connection, blob_ids: Sequence[str]) -> list[tuple[str, bytes]]:
+    """``(blob id, sealed index)`` of ``blob_ids`` (structure cache misses)."""
+    out: list[tuple[str, bytes]] = []
+    for i in range(0, len(blob_ids), 500):
+        out += [
+            (r[0], r[1]) for r in conn.execute(
+                select(blob.c.id, blob.c.meta).where(blob.c.id.in_(blob_ids[i : i + 500]))
+            ).all()
+        ]
+    return out
 
 
 def load_messages(
@@ -380,30 +453,22 @@ def load_messages(
     body: bool,
     changedsince: int | None = None,
     dates: bool = True,
-    structure_only: bool = False,
-    cache: StructureCache | None = None,
 ) -> list[Loaded]:
-    """Rows for ``uids`` (ascending) with their blob decrypted as asked.
-
-    ``structure_only``: the index is needed only for ENVELOPE/BODY/BODYSTRUCTURE, which
-    ``cache`` may already hold (then the blob is not read). ``dates=False`` skips the
-    internal date (its conversion is a noticeable part of a big FETCH).
-    """
+    """Rows for ``uids`` (ascending) with their blob decrypted as asked (the general
+    path of FETCH, and SEARCH). ``dates=False`` skips the internal date (its conversion
+    is a noticeable part of a big FETCH)."""
     if not uids:
         return []
-    use_cache = meta and structure_only and cache is not None and not body
-    with_meta = meta and not use_cache
-    params: dict[str, Any] = {"mailbox": mailbox_id, "since": changedsince or 0}
+    params: dict[str, Any] = {"mailbox": mailbox_id}
     if uids[-1] - uids[0] + 1 == len(uids):  # one range (FETCH 1:*, UID FETCH n): prebuilt
-        q = _range_statement(dates, with_meta, body)
+        q = _range_statement(dates, meta, body)
         params.update(lo=uids[0], hi=uids[-1])
     else:
-        q = _statement(dates, with_meta, body).where(uid_condition(uids))
+        q = _statement(dates, meta, body).where(uid_condition(uids))
     cipher = keystore.cipher(conn, account_id) if (meta or body) else None
     out: list[Loaded] = []
     r: Any
-    missing: list[Loaded] = []
-    for r in conn.execute(q, params).all():
+    for r in conn.execute(_since(q, changedsince, params), params).all():
         blob_id = r[4]
         row = MessageRow(
             int(r[0]), r[1], int(r[2]), r[6] if dates else _NO_DATE, int(r[3]), blob_id,
@@ -411,36 +476,16 @@ def load_messages(
         )
         item = Loaded(row)
         k = 7 if dates else 6
-        if use_cache:
-            assert cache is not None
-            item.meta = cache.get(blob_id)
-            if item.meta is None:
-                missing.append(item)
-        elif meta:
+        if meta:
             assert cipher is not None
             item.meta = orjson.loads(
-                open_sealed(cipher, _aad("blob-meta", blob_id, account_id), r[k],
+                open_sealed(cipher, blob_aad("blob-meta", blob_id, account_id), r[k],
                             what=f"message index {blob_id}")
             )
             k += 1
         if body:
             assert cipher is not None
-            item.body = open_sealed(cipher, _aad("blob-body", blob_id, account_id), r[k],
+            item.body = open_sealed(cipher, blob_aad("blob-body", blob_id, account_id), r[k],
                                     what=f"message blob {blob_id}")
         out.append(item)
-    if missing:
-        assert cache is not None and cipher is not None
-        by_blob: dict[str, list[Loaded]] = {}
-        for item in missing:
-            by_blob.setdefault(item.row.blob_id, []).append(item)
-        ids = list(by_blob)
-        for i in range(0, len(ids), 500):
-            for blob_id, sealed in conn.execute(
-                select(blob.c.id, blob.c.meta).where(blob.c.id.in_(ids[i : i + 500]))
-            ):
-                full = orjson.loads(open_sealed(cipher, _aad("blob-meta", blob_id, account_id),
-                                              sealed, what=f"message index {blob_id}"))
-                small = cache.put(blob_id, full)
-                for item in by_blob[blob_id]:
-                    item.meta = small
     return out

@@ -143,7 +143,7 @@ class ImapConnection(asyncio.Protocol):
         """The command running now, if any."""
         return self._task
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray) -> None:
         if self._closing or self.transport is None or not data:
             return
         if self._tls is not None:

@@ -39,20 +39,19 @@ def flags_value(flags: str, recent: bool) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Needs:
-    """What FETCH items need loaded: the index (``meta``; only its structure renderings
-    when ``structure_only``), the message bytes, the internal date."""
+    """What FETCH items need loaded: the index (``meta``), the message bytes, the
+    internal date."""
 
     meta: bool
     body: bool
-    structure_only: bool
     dates: bool
 
 
 def needs(items: Sequence[FetchAtt]) -> Needs:
-    structure = tree = body = dates = False
+    meta = body = dates = False
     for att in items:
         if att.name in ("ENVELOPE", "BODY", "BODYSTRUCTURE"):
-            structure = True
+            meta = True
         elif att.name == "INTERNALDATE":
             dates = True
         elif att.name in ("RFC822", "RFC822.HEADER", "RFC822.TEXT"):
@@ -60,8 +59,8 @@ def needs(items: Sequence[FetchAtt]) -> Needs:
         elif att.section is not None:
             body = True
             if att.section.part:  # top-level HEADER/TEXT/fields come from the bytes alone
-                tree = True
-    return Needs(structure or tree, body, structure and not tree, dates)
+                meta = True
+    return Needs(meta, body, dates)
 
 
 def _literal(data: bytes) -> bytes:

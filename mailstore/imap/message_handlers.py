@@ -4,9 +4,10 @@ CONDSTORE (RFC 7162), ESEARCH (RFC 4731), SEARCHRES (RFC 5182)."""
 
 from __future__ import annotations
 
-import re
+import asyncio
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection
@@ -17,24 +18,26 @@ from mailstore.imap import formatter
 from mailstore.imap.commands import Command, Copy, Expunge, Fetch, Search, Store
 from mailstore.imap.errors import CommandNo
 from mailstore.imap.fetch_items import FetchAtt
+from mailstore.imap.fetch_plan import FetchPlan, Reads, lean_plan, render_batch
 from mailstore.imap.fetch_render import flags_value, needs, render_fetch
 from mailstore.imap.search_keys import uses_modseq
 from mailstore.imap.selected import SelectedMailbox
 from mailstore.imap.seqset import compress, ordered_pairs
 from mailstore.imap.session import NO_TAGGED, Result, Session
 from mailstore.imap.state import State
+from mailstore.imap_cache import patient_refs
 from mailstore.imap_messages import (
-    Loaded,
     copy_messages,
     expunge,
+    fetch_rows,
     load_messages,
+    sealed_metas,
     store_flags,
+    unflagged,
 )
 from mailstore.imap_search import SearchContext, run_search
 
 _CONTENT_TEXTS = (None, "TEXT")
-#: A patient address: the 15-character INS matricule at the patient domain (DOMAIN.md §2).
-_ADDRESS = re.compile(r"(?<![A-Za-z0-9.+_-])([0-9AB]{15})@([A-Za-z0-9.-]+)", re.IGNORECASE)
 
 
 def _writable(mb: SelectedMailbox) -> None:
@@ -56,33 +59,20 @@ def _reads_content(items: Sequence[FetchAtt]) -> bool:
     return False
 
 
-def _patient_reads(s: Session, mb: SelectedMailbox, loaded: list[Loaded]) -> list[AuditEvent]:
+def _patient_reads(s: Session, mb: SelectedMailbox, reads: list[Reads]) -> list[AuditEvent]:
     """Reads of a patient's message by a professional (ARCHITECTURE.md §2 flow 6)."""
     domain = s.ctx.settings.patient_domain.lower()
     account = s.account
     if not domain or account is None:
         return []
+    own = account.ins.upper() if account.ins else None
     events = []
-    for item in loaded:
-        if item.meta is None:
-            continue
-        fields = item.meta.get("fields", ())
-        found: set[str] = set()
-        message_id = None
-        for name, value in fields:
-            if name in ("from", "to", "cc", "sender", "reply-to"):
-                for local, host in _ADDRESS.findall(value):
-                    if host.lower() == domain:
-                        found.add(local.upper())
-            elif name == "message-id" and message_id is None:
-                message_id = value.strip()[:200]
-        for ins in sorted(found):
-            if account.ins and account.ins.upper() == ins:
-                continue
+    for uid, (message_id, refs) in reads:
+        for ins in sorted({ins for ins, host in refs if host == domain and ins != own}):
             events.append(AuditEvent(
                 action=Action.PATIENT_DATA_READ, actor=account.address, patient_ins=ins,
                 message_id=message_id, client_ip=s.io.peer_ip, protocol="imap",
-                object_ids=(("mailbox_uid", f"{mb.id}/{item.row.uid}"),),
+                object_ids=(("mailbox_uid", f"{mb.id}/{uid}"),),
             ))
     return events
 
@@ -96,6 +86,44 @@ async def _journal_reads(s: Session, events: list[AuditEvent]) -> None:
         journal.append(tx.conn, events)
 
     await s.write(job)
+
+
+def _batches(uids: list[int], first: int, most: int) -> list[list[int]]:
+    """``uids`` cut in batches growing from ``first`` to ``most``: the first answers go
+    out early, and the client reads them while the next batches are prepared."""
+    out: list[list[int]] = []
+    size, start = max(1, min(first, most)), 0
+    while start < len(uids):
+        out.append(uids[start : start + size])
+        start += size
+        size = min(most, size * 2)
+    return out
+
+
+def _seq_numbers(uid_list: Sequence[int]) -> Callable[[Iterable[int]], list[int | None]]:
+    """Sequence numbers of ascending UIDs in ``uid_list`` (``None``: not there)."""
+
+    def seqs(uids: Iterable[int]) -> list[int | None]:
+        out: list[int | None] = []
+        i, n = 0, len(uid_list)
+        for uid in uids:
+            i = bisect_left(uid_list, uid, i)
+            out.append(i + 1 if i < n and uid_list[i] == uid else None)
+        return out
+
+    return seqs
+
+
+def _discard(task: asyncio.Future[Any] | None) -> None:
+    """Drop a prefetch nobody will wait for (its failure, if any, is not ours to log)."""
+    if task is None:
+        return
+    if not task.cancel() and not task.cancelled():
+        task.exception()
+
+
+#: A batch's responses and, when journaled, the reads they are.
+_Batch = tuple[bytes | bytearray, list[Reads]]
 
 
 async def fetch(s: Session, cmd: Fetch) -> Result:
@@ -115,49 +143,92 @@ async def fetch(s: Session, cmd: Fetch) -> Result:
     sets_seen = not mb.readonly and any(a.sets_seen for a in items)
     if sets_seen and "FLAGS" not in names:
         items.append(FetchAtt("FLAGS"))
-    need = needs(items)
-    want_meta, want_body, structure_only = need.meta, need.body, need.structure_only
     journal_reads = (
         s.ctx.journal is not None and bool(s.ctx.settings.patient_domain)
         and _reads_content(items)
     )
-    if journal_reads:
-        want_meta, structure_only = True, False
-    cache = s.ctx.cache
-    account_id = s.account_id
-    keystore = s.ctx.keystore
     if sets_seen and uids:
-        res = await s.write(lambda tx: store_flags(tx.conn, mb.id, uids, "+", ["\\Seen"]))
-        if res.changed:
-            mb.own_modseqs.add(res.changed[0].modseq)
-            s.changed(mb.id)
-    batch = s.ctx.settings.fetch_batch if not want_body else max(
-        1, s.ctx.settings.fetch_batch // 5)
-    recent = frozenset(mb.recent)
-    uid_list = mb.uids  # read in the reader thread: nothing else changes it meanwhile
-    for start in range(0, len(uids), batch):
-        chunk = uids[start : start + batch]
-
-        def job(conn: Connection, chunk: list[int] = chunk) -> tuple[bytes, list[Loaded]]:
-            loaded = load_messages(
-                conn, keystore, account_id, mb.id, chunk, meta=want_meta, body=want_body,
-                changedsince=cmd.changedsince, dates=need.dates,
-                structure_only=structure_only, cache=cache,
-            )
-            out = []
-            for item in loaded:
-                i = bisect_left(uid_list, item.row.uid)
-                if i >= len(uid_list) or uid_list[i] != item.row.uid:
-                    continue
-                out.append(render_fetch(i + 1, items, item, recent=item.row.uid in recent))
-            return b"".join(out), loaded if journal_reads else []
-
-        data, loaded = await s.read(job)
-        if journal_reads and loaded:
-            await _journal_reads(s, _patient_reads(s, mb, loaded))
-        s.io.write(data)
-        await s.io.drain()
+        # Only messages without \Seen change (RFC 3501 §6.4.5): a download of messages
+        # already read writes nothing.
+        unseen = await s.read(lambda conn: unflagged(conn, mb.id, uids, "\\Seen"))
+        if unseen:
+            res = await s.write(
+                lambda tx: store_flags(tx.conn, mb.id, unseen, "+", ["\\Seen"]))
+            if res.changed:
+                mb.own_modseqs.add(res.changed[0].modseq)
+                s.changed(mb.id)
+    plan = lean_plan(items, journal=journal_reads)
+    if plan is not None:
+        job = _lean_job(s, mb, cmd, plan)
+        body = "body" in plan.columns
+    else:
+        job = _general_job(s, mb, cmd, items, journal_reads)
+        body = needs(items).body
+    most = s.ctx.settings.fetch_batch
+    batches = _batches(uids, 8, max(1, most // 5)) if body else _batches(uids, 100, most)
+    # One batch is prepared (reader thread) while the previous one is sent.
+    ahead: asyncio.Future[_Batch] | None = None
+    try:
+        for k, chunk in enumerate(batches):
+            current = ahead or asyncio.ensure_future(s.read(partial(job, chunk)))
+            ahead = None
+            data, reads = await current
+            if k + 1 < len(batches):
+                ahead = asyncio.ensure_future(s.read(partial(job, batches[k + 1])))
+            if reads:
+                await _journal_reads(s, _patient_reads(s, mb, reads))
+            s.io.write(data)
+            await s.io.drain()
+    finally:
+        _discard(ahead)
     return None
+
+
+def _lean_job(
+    s: Session, mb: SelectedMailbox, cmd: Fetch, plan: FetchPlan
+) -> Callable[[list[int], Connection], _Batch]:
+    """The reader-thread work of one batch on the hot path (:mod:`.fetch_plan`)."""
+    keystore, account_id, cache = s.ctx.keystore, s.account_id, s.ctx.cache
+    seqs = _seq_numbers(mb.uids)  # read in the reader thread: nothing else changes it now
+    recent = frozenset(mb.recent)
+    opens = plan.structure or "body" in plan.columns
+
+    def job(chunk: list[int], conn: Connection) -> _Batch:
+        rows = fetch_rows(conn, mb.id, chunk, plan.columns, cmd.changedsince)
+        cipher = keystore.cipher(conn, account_id) if opens and rows else None
+        return render_batch(
+            plan, rows, seqs=seqs, recent=recent, cipher=cipher, account_id=account_id,
+            cache=cache, load_metas=lambda ids: sealed_metas(conn, ids),
+        )
+
+    return job
+
+
+def _general_job(
+    s: Session, mb: SelectedMailbox, cmd: Fetch, items: list[FetchAtt], journal_reads: bool
+) -> Callable[[list[int], Connection], _Batch]:
+    """The reader-thread work of one batch for any items (:mod:`.fetch_render`)."""
+    keystore, account_id = s.ctx.keystore, s.account_id
+    need = needs(items)
+    seqs = _seq_numbers(mb.uids)
+    recent = frozenset(mb.recent)
+
+    def job(chunk: list[int], conn: Connection) -> _Batch:
+        loaded = load_messages(
+            conn, keystore, account_id, mb.id, chunk, meta=need.meta or journal_reads,
+            body=need.body, changedsince=cmd.changedsince, dates=need.dates,
+        )
+        out = []
+        reads: list[Reads] = []
+        for item, seq in zip(loaded, seqs(x.row.uid for x in loaded), strict=True):
+            if seq is None:
+                continue
+            out.append(render_fetch(seq, items, item, recent=item.row.uid in recent))
+            if journal_reads and item.meta is not None:
+                reads.append((item.row.uid, patient_refs(item.meta)))
+        return b"".join(out), reads
+
+    return job
 
 
 # -- STORE ------------------------------------------------------------------------------

@@ -15,6 +15,9 @@ import contextlib
 import ssl
 from typing import Any
 
+#: Plaintext encrypted per transport write by :meth:`TlsLayer.send`.
+_SEND_SLICE = 256 * 1024
+
 
 class TlsError(Exception):
     """The handshake or a record failed: close the connection."""
@@ -64,12 +67,17 @@ class TlsLayer:
         finally:
             self._flush()
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes | bytearray) -> None:
+        """Encrypt and send; a big buffer goes out in slices, each handed to the
+        transport as soon as it is encrypted (the socket sends while we encrypt the rest,
+        and the memory BIO never holds more than a slice)."""
         view = memoryview(data)
         try:
             while view:
-                n = self._obj.write(view)
+                n = self._obj.write(view[:_SEND_SLICE])
                 view = view[n:]
+                if view:
+                    self._flush()
         except ssl.SSLError as exc:
             raise TlsError(str(exc)) from None
         finally:

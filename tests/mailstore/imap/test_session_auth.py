@@ -227,7 +227,7 @@ class _RecordingIO:
     def __init__(self) -> None:
         self.out = bytearray()
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray) -> None:
         self.out += data
 
     async def drain(self) -> None:
