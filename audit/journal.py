@@ -75,6 +75,8 @@ _pg_sql_cache: dict[int, str] = {}
 #: Above this many entries in one append, one multi-row statement costs PostgreSQL more to
 #: plan than the slow path's three statements (bulk imports, benchmarks).
 _PG_CAS_MAX = 64
+#: After a compare-and-set miss, this many appends go straight to the slow path.
+_CAS_BACKOFF = 16
 _SQLITE_CAS = (
     "UPDATE audit_head SET seq = ?, hash = ?, checkpoint_seq = ? "
     "WHERE id = 1 AND seq = ? AND hash = ? AND checkpoint_seq = ?"
@@ -167,6 +169,12 @@ class Journal:
         self.verify_keys: dict[str, Ed25519PublicKey] = key_ring(pubs)
         #: The head as this journal last wrote it: (seq, hash, checkpoint_seq). A hint only.
         self._head: tuple[int, bytes, int] | None = None
+        #: Appends left before the compare-and-set is tried again after a miss.
+        self._cas_backoff = 0
+        #: Counters (metrics, tests): fast-path hits, misses, slow-path appends.
+        self.cas_hits = 0
+        self.cas_misses = 0
+        self.slow_appends = 0
         self._file_sigs: set[bytes] | None = None
         self._file_synced_id = 0
 
@@ -185,6 +193,11 @@ class Journal:
         every = self.checkpoint_every
         signing = self.signing_key is not None
         remembered = self._head
+        if self._cas_backoff:
+            # Another writer moved the head recently (several nodes on one PostgreSQL):
+            # a compare-and-set would likely miss and cost a round trip before the slow path.
+            self._cas_backoff -= 1
+            remembered = None
         if remembered is not None and (n <= _PG_CAS_MAX or conn.dialect.name != "postgresql"):
             old_seq, old_hash, old_cp = remembered
             rows, new_hash = self._rows(events, old_seq, old_hash, now)
@@ -195,8 +208,12 @@ class Journal:
                 if cp_due:
                     self._sign_checkpoint(conn, last, new_hash, now)
                 self._head = (last, new_hash, new_cp)
+                self.cas_hits += 1
                 return
+            self.cas_misses += 1
+            self._cas_backoff = _CAS_BACKOFF
         # slow path: the head moved (or is unknown): lock it, read it, then write
+        self.slow_appends += 1
         row = conn.execute(_LOCK_HEAD, {"n": n}).first()
         if row is None:
             ensure_head(conn)

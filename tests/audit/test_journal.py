@@ -144,3 +144,31 @@ def test_missing_checkpoint_file_is_a_problem_only_when_checkpoints_exist(
         allowed = v.verify(conn, journal.verify_keys, journal.checkpoint_file,
                            allow_missing_file=True)
     assert allowed.ok and any("n'existe pas" in w for w in allowed.warnings)
+
+
+def test_compare_and_set_backs_off_after_a_miss(db_url: str) -> None:
+    """Two writers on one database: the one whose remembered head went stale misses once,
+    then takes the locked path for a while instead of missing on every append."""
+    from audit.events import Action, AuditEvent
+    from audit.journal import _CAS_BACKOFF, Journal
+    from mailstore.db import create_db_engine
+
+    engine = create_db_engine(db_url)
+    a, b = Journal(None), Journal(None)
+
+    def append(j: Journal, i: int) -> None:
+        with engine.begin() as conn:
+            j.append(conn, [AuditEvent(Action.MESSAGE_ACCEPTED, "service:t", queue_id=str(i))])
+
+    append(a, 0)
+    append(a, 1)
+    assert (a.cas_hits, a.cas_misses) == (1, 0)
+    append(b, 2)  # moves the head under a
+    append(a, 3)
+    assert a.cas_misses == 1
+    for i in range(_CAS_BACKOFF):
+        append(a, 4 + i)
+    assert a.cas_misses == 1 and a.cas_hits == 1  # backed off: no attempt in between
+    append(a, 100)
+    assert a.cas_hits == 2  # the head is a's own again: the fast path is back
+    engine.dispose()
