@@ -70,44 +70,54 @@ class MessageRow:
 
 
 def uid_condition(uids: Sequence[int]) -> ColumnElement[bool]:
-    """``uid`` in ``uids`` as few BETWEEN ranges (ascending input), for big UID sets."""
+    """``uid`` in ``uids`` (ascending): one BETWEEN for a run of consecutive UIDs, an IN
+    list otherwise. SQLite plans an OR of several ranges as a scan of the whole mailbox,
+    so only a long list made of few runs (whose IN list could pass the database's limit
+    on parameters) takes that form."""
     ranges: list[tuple[int, int]] = []
     for u in uids:
         if ranges and u == ranges[-1][1] + 1:
             ranges[-1] = (ranges[-1][0], u)
         else:
             ranges.append((u, u))
-    if len(ranges) <= 64:
-        conds = [
-            message.c.uid == lo if lo == hi else message.c.uid.between(lo, hi)
-            for lo, hi in ranges
-        ]
-        return or_(*conds) if len(conds) != 1 else conds[0]
-    return message.c.uid.in_(list(uids))
+    if len(ranges) == 1:
+        lo, hi = ranges[0]
+        return message.c.uid == lo if lo == hi else message.c.uid.between(lo, hi)
+    if len(uids) <= _IN_LIST_MAX or len(ranges) > 64:
+        return message.c.uid.in_(list(uids))
+    return or_(*(
+        message.c.uid == lo if lo == hi else message.c.uid.between(lo, hi) for lo, hi in ranges
+    ))
 
 
-def load_selection(conn: Connection, mailbox_id: int) -> Selection:
-    """The mailbox row first, then its messages (a message committed in between is then
-    reported by the next MODSEQ check instead of being missed)."""
-    info = get_mailbox_by_id(conn, mailbox_id)
+#: UIDs named one by one in an IN list at most, when a few ranges could name them.
+_IN_LIST_MAX = 2000
+
+
+_IN_BOX = message.c.mailbox_id == bindparam("mailbox")
+# Built once: SELECT runs them on every mailbox open.
+_SELECT_UIDS = select(message.c.uid).where(_IN_BOX).order_by(message.c.uid)
+_SELECT_RECENT = (
+    select(message.c.uid).where(_IN_BOX, message.c.recent == true()).order_by(message.c.uid)
+)
+_SELECT_FIRST_UNSEEN = select(func.min(message.c.uid)).where(_IN_BOX, not_(has_flag("\\Seen")))
+_SELECT_FLAG_SETS = select(message.c.flags).where(_IN_BOX).distinct()  # few distinct sets
+
+
+def load_selection(conn: Connection, mailbox_id: int, info: MailboxInfo | None = None) -> Selection:
+    """The mailbox row first (``info`` when the caller just read it), then its messages (a
+    message committed in between is then reported by the next MODSEQ check instead of
+    being missed)."""
+    if info is None:
+        info = get_mailbox_by_id(conn, mailbox_id)
     if info is None:
         raise MailboxNotFound(f"mailbox {mailbox_id} does not exist")
-    in_box = message.c.mailbox_id == mailbox_id
-    uids = [
-        int(r[0]) for r in conn.execute(select(message.c.uid).where(in_box).order_by(message.c.uid))
-    ]
-    recent = [
-        int(r[0]) for r in conn.execute(
-            select(message.c.uid).where(in_box, message.c.recent == true()).order_by(message.c.uid)
-        )
-    ]
-    first_unseen = conn.execute(
-        select(func.min(message.c.uid)).where(in_box, not_(has_flag("\\Seen")))
-    ).scalar()
+    params = {"mailbox": info.id}
+    uids = [int(u) for u in conn.execute(_SELECT_UIDS, params).scalars().all()]
+    recent = [int(u) for u in conn.execute(_SELECT_RECENT, params).scalars().all()]
+    first_unseen = conn.execute(_SELECT_FIRST_UNSEEN, params).scalar()
     keywords: set[str] = set()
-    for (flags,) in conn.execute(
-        select(message.c.flags).where(in_box).distinct()  # few distinct flag sets
-    ):
+    for flags in conn.execute(_SELECT_FLAG_SETS, params).scalars().all():
         keywords.update(f for f in flags.split() if not f.startswith("\\"))
     return Selection(
         info, uids, recent, int(first_unseen) if first_unseen is not None else None,
@@ -384,17 +394,39 @@ FETCH_COLUMNS: dict[str, Any] = {
 }
 
 
-@cache_fn
-def _fetch_statement(columns: tuple[str, ...], uid_range: bool) -> Select[Any]:
-    """The statement of :func:`fetch_rows`, built once per column set."""
+#: UIDs given as one range (``lo``, ``hi``) or as a list (``uids``, expanded at execution).
+_UID_FORMS: dict[str, ColumnElement[bool]] = {
+    "range": message.c.uid.between(bindparam("lo"), bindparam("hi")),
+    "list": message.c.uid.in_(bindparam("uids", expanding=True)),
+}
+
+
+def _uid_params(uids: Sequence[int], params: dict[str, Any]) -> str | None:
+    """Which prebuilt UID condition names ``uids`` (ascending), its values put in
+    ``params``; ``None`` for a set too big for a list (:func:`uid_condition` then)."""
+    if uids[-1] - uids[0] + 1 == len(uids):
+        params.update(lo=uids[0], hi=uids[-1])
+        return "range"
+    if len(uids) <= _IN_LIST_MAX:
+        params["uids"] = list(uids)
+        return "list"
+    return None
+
+
+def _build_fetch_statement(columns: tuple[str, ...], uids: ColumnElement[bool]) -> Select[Any]:
     q = select(*(FETCH_COLUMNS[c] for c in columns)).where(
-        message.c.mailbox_id == bindparam("mailbox")
+        message.c.mailbox_id == bindparam("mailbox"), uids
     )
     if "meta" in columns or "body" in columns:
         q = q.join(blob, blob.c.id == message.c.blob_id)
-    if uid_range:
-        q = q.where(message.c.uid.between(bindparam("lo"), bindparam("hi")))
     return q.order_by(message.c.uid)
+
+
+@cache_fn
+def _fetch_statement(columns: tuple[str, ...], form: str) -> Select[Any]:
+    """The statement of :func:`fetch_rows`, built once per column set and UID form:
+    nothing is built per call, its compiled form is reused."""
+    return _build_fetch_statement(columns, _UID_FORMS[form])
 
 
 def fetch_rows(
@@ -410,11 +442,11 @@ def fetch_rows(
     if not uids:
         return []
     params: dict[str, Any] = {"mailbox": mailbox_id}
-    if uids[-1] - uids[0] + 1 == len(uids):  # one range (FETCH 1:*, UID FETCH n): prebuilt
-        q = _fetch_statement(columns, True)
-        params.update(lo=uids[0], hi=uids[-1])
-    else:
-        q = _fetch_statement(columns, False).where(uid_condition(uids))
+    form = _uid_params(uids, params)
+    if form is not None:
+        q = _fetch_statement(columns, form)
+    else:  # a huge set: built for this call
+        q = _build_fetch_statement(columns, uid_condition(uids))
     return conn.execute(_since(q, changedsince, params), params).all()
 
 
@@ -422,10 +454,15 @@ def unflagged(conn: Connection, mailbox_id: int, uids: Sequence[int], flag: str)
     """Which of ``uids`` lack ``flag`` (FETCH BODY[] writes \\Seen only where missing)."""
     if not uids:
         return []
+    params: dict[str, Any] = {"mailbox": mailbox_id}
+    form = _uid_params(uids, params)
     rows = conn.execute(
         select(message.c.uid).where(
-            message.c.mailbox_id == mailbox_id, uid_condition(uids), not_(has_flag(flag))
-        ).order_by(message.c.uid)
+            message.c.mailbox_id == bindparam("mailbox"),
+            _UID_FORMS[form] if form is not None else uid_condition(uids),
+            not_(has_flag(flag)),
+        ).order_by(message.c.uid),
+        params,
     ).all()
     return [int(r[0]) for r in rows]
 

@@ -59,7 +59,7 @@ async def select(s: Session, cmd: Select) -> Result:
             return None
         # RFC 9051 §6.3.2: the LIST response needs the mailbox's attributes (children).
         boxes = folders.list_mailboxes(conn, account_id) if rev2 else []
-        return load_selection(conn, box.id), boxes
+        return load_selection(conn, box.id, box), boxes
 
     found = await s.read(load)
     if found is None:

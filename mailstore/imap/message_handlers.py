@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -100,12 +100,17 @@ def _batches(uids: list[int], first: int, most: int) -> list[list[int]]:
     return out
 
 
-def _seq_numbers(uid_list: Sequence[int]) -> Callable[[Iterable[int]], list[int | None]]:
+def _seq_numbers(uid_list: Sequence[int]) -> Callable[[list[int]], Sequence[int | None]]:
     """Sequence numbers of ascending UIDs in ``uid_list`` (``None``: not there)."""
 
-    def seqs(uids: Iterable[int]) -> list[int | None]:
+    def seqs(uids: list[int]) -> Sequence[int | None]:
+        if not uids:
+            return []
+        first = bisect_left(uid_list, uids[0])
+        if list(uid_list[first : first + len(uids)]) == uids:  # a run (FETCH 1:*)
+            return range(first + 1, first + len(uids) + 1)
         out: list[int | None] = []
-        i, n = 0, len(uid_list)
+        i, n = first, len(uid_list)
         for uid in uids:
             i = bisect_left(uid_list, uid, i)
             out.append(i + 1 if i < n and uid_list[i] == uid else None)
@@ -220,7 +225,7 @@ def _general_job(
         )
         out = []
         reads: list[Reads] = []
-        for item, seq in zip(loaded, seqs(x.row.uid for x in loaded), strict=True):
+        for item, seq in zip(loaded, seqs([x.row.uid for x in loaded]), strict=True):
             if seq is None:
                 continue
             out.append(render_fetch(seq, items, item, recent=item.row.uid in recent))

@@ -6,6 +6,7 @@ RFC 5182 §2 (``$`` names the result saved by ``SEARCH RETURN (SAVE)``).
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -27,12 +28,13 @@ class SeqSet:
             cur.pos += 1
             return cls((), saved=True)
         ranges: list[tuple[Bound, Bound]] = []
+        data = cur.data
         while True:
-            lo = _seq_number(cur)
+            lo = _fast_seq_number(cur, data)
             hi = lo
             if cur.peek() == 0x3A:  # ":"
                 cur.pos += 1
-                hi = _seq_number(cur)
+                hi = _fast_seq_number(cur, data)
             ranges.append((lo, hi))
             if cur.peek() != 0x2C:  # ","
                 return cls(tuple(ranges))
@@ -70,22 +72,58 @@ class SeqSet:
         """The highest number the set names (0 when empty)."""
         return max((hi for _, hi in self.resolve(largest)), default=0)
 
-    def select_sorted(self, values: Sequence[int]) -> list[int]:
-        """Indexes into ascending ``values`` (UIDs) whose value the set names, ascending."""
+    def index_spans(self, values: Sequence[int]) -> list[tuple[int, int]]:
+        """``[start, stop)`` spans of indexes into ascending ``values`` (UIDs) whose value
+        the set names: ascending, disjoint, merged."""
         if not values:
             return []
         largest = values[-1]
-        chosen: set[int] = set()
-        for lo, hi in self.resolve(largest):
-            chosen.update(range(bisect_left(values, lo), bisect_right(values, hi)))
-        return sorted(chosen)
+        return _merged([
+            (bisect_left(values, lo), bisect_right(values, hi))
+            for lo, hi in self.resolve(largest)
+        ])
+
+    def seqnum_spans(self, count: int) -> list[tuple[int, int]]:
+        """``[start, stop)`` spans of the 0-based positions of the message sequence numbers
+        the set names (``*`` = ``count``): ascending, disjoint, merged."""
+        return _merged([(max(lo, 1) - 1, min(hi, count)) for lo, hi in self.resolve(count)])
+
+    def select_sorted(self, values: Sequence[int]) -> list[int]:
+        """Indexes into ascending ``values`` (UIDs) whose value the set names, ascending."""
+        return [i for start, stop in self.index_spans(values) for i in range(start, stop)]
 
     def select_seqnums(self, count: int) -> list[int]:
         """Message sequence numbers named by the set (``*`` = ``count``), ascending."""
-        chosen: set[int] = set()
-        for lo, hi in self.resolve(count):
-            chosen.update(range(max(lo, 1), min(hi, count) + 1))
-        return sorted(chosen)
+        return [n + 1 for start, stop in self.seqnum_spans(count) for n in range(start, stop)]
+
+
+def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for start, stop in sorted(spans):  # usually sorted already: linear
+        if start >= stop:
+            continue
+        if out and start <= out[-1][1]:
+            if stop > out[-1][1]:
+                out[-1] = (out[-1][0], stop)
+        else:
+            out.append((start, stop))
+    return out
+
+
+#: A ``seq-number`` (RFC 9051 §9) as the lexer reads it (up to its length limit).
+_SEQ_NUMBER = re.compile(rb"[1-9][0-9]{0,19}(?![0-9])")
+
+
+def _fast_seq_number(cur: Cursor, data: bytes) -> Bound:
+    """:func:`_seq_number` with a regular expression for the common case (a long UID set
+    is thousands of numbers); anything unusual goes to the lexer for its error."""
+    m = _SEQ_NUMBER.match(data, cur.pos)
+    if m is not None:
+        value = int(m.group())
+        if value <= MAX_NUMBER:
+            cur.pos = m.end()
+            return value
+    return _seq_number(cur)
 
 
 def _seq_number(cur: Cursor) -> Bound:

@@ -357,10 +357,15 @@ class Session:
         if seqset.saved:
             return [u for u in self.saved_search if mb.seq_of(u) is not None]
         if uid:
-            return [mb.uids[i] for i in seqset.select_sorted(mb.uids)]
-        if seqset.max_number(mb.exists) > mb.exists or mb.exists == 0:
-            raise CommandBad("invalid message sequence number (no such message)")
-        return [mb.uids[n - 1] for n in seqset.select_seqnums(mb.exists)]
+            spans = seqset.index_spans(mb.uids)
+        else:
+            if seqset.max_number(mb.exists) > mb.exists or mb.exists == 0:
+                raise CommandBad("invalid message sequence number (no such message)")
+            spans = seqset.seqnum_spans(mb.exists)
+        out: list[int] = []
+        for start, stop in spans:
+            out += mb.uids[start:stop]
+        return out
 
 
 def _is_uid(cmd: Command) -> bool:
