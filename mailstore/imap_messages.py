@@ -8,7 +8,7 @@ Everything here takes a SQLAlchemy ``Connection`` and runs inside ``db.read``/``
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache as cache_fn
@@ -18,6 +18,7 @@ import orjson
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Dialect,
     Select,
     and_,
     bindparam,
@@ -94,6 +95,19 @@ def uid_condition(uids: Sequence[int]) -> ColumnElement[bool]:
 _IN_LIST_MAX = 2000
 
 
+def driver_rows(conn: Connection, statement: Select[Any], params: dict[str, Any]) -> list[Any]:
+    """The rows of ``statement`` as the database driver's own tuples, unconverted (the
+    caller knows its columns need no conversion, or applies it). Thousands of rows then
+    cost no Row object each, and tuples of plain values are soon untracked by the garbage
+    collector (Row objects alive across a collection are promoted and, thousands per
+    command, bring on full collections of the whole heap)."""
+    result = conn.execute(statement, params)
+    try:
+        return list(result.cursor.fetchall())
+    finally:
+        result.close()
+
+
 _IN_BOX = message.c.mailbox_id == bindparam("mailbox")
 # Built once: SELECT runs them on every mailbox open.
 _SELECT_UIDS = select(message.c.uid).where(_IN_BOX).order_by(message.c.uid)
@@ -113,11 +127,11 @@ def load_selection(conn: Connection, mailbox_id: int, info: MailboxInfo | None =
     if info is None:
         raise MailboxNotFound(f"mailbox {mailbox_id} does not exist")
     params = {"mailbox": info.id}
-    uids = [int(u) for u in conn.execute(_SELECT_UIDS, params).scalars().all()]
-    recent = [int(u) for u in conn.execute(_SELECT_RECENT, params).scalars().all()]
+    uids = [r[0] for r in driver_rows(conn, _SELECT_UIDS, params)]
+    recent = [r[0] for r in driver_rows(conn, _SELECT_RECENT, params)]
     first_unseen = conn.execute(_SELECT_FIRST_UNSEEN, params).scalar()
     keywords: set[str] = set()
-    for flags in conn.execute(_SELECT_FLAG_SETS, params).scalars().all():
+    for (flags,) in driver_rows(conn, _SELECT_FLAG_SETS, params):
         keywords.update(f for f in flags.split() if not f.startswith("\\"))
     return Selection(
         info, uids, recent, int(first_unseen) if first_unseen is not None else None,
@@ -447,7 +461,31 @@ def fetch_rows(
         q = _fetch_statement(columns, form)
     else:  # a huge set: built for this call
         q = _build_fetch_statement(columns, uid_condition(uids))
-    return conn.execute(_since(q, changedsince, params), params).all()
+    rows = driver_rows(conn, _since(q, changedsince, params), params)
+    for i, process in _processors(columns, conn.dialect.name, conn.dialect):
+        rows = [(*r[:i], process(r[i]), *r[i + 1 :]) for r in rows]
+    return rows
+
+
+_PROCESSORS: dict[tuple[tuple[str, ...], str], list[tuple[int, Callable[[Any], Any]]]] = {}
+
+
+def _processors(
+    columns: tuple[str, ...], name: str, dialect: Dialect
+) -> list[tuple[int, Callable[[Any], Any]]]:
+    """The result conversions SQLAlchemy would apply to ``columns`` on ``dialect`` (only
+    DATETIME on SQLite, stored as text), by column index."""
+    key = (columns, name)
+    found = _PROCESSORS.get(key)
+    if found is None:
+        found = []
+        for i, c in enumerate(columns):
+            column_type = FETCH_COLUMNS[c].type
+            process = column_type.dialect_impl(dialect).result_processor(dialect, None)
+            if process is not None:
+                found.append((i, process))
+        _PROCESSORS[key] = found
+    return found
 
 
 def unflagged(conn: Connection, mailbox_id: int, uids: Sequence[int], flag: str) -> list[int]:
