@@ -30,7 +30,7 @@ _SHARED: weakref.WeakValueDictionary[tuple[int, int, int], array[int]] = (
 
 
 def _shared_uids(mailbox_id: int, uids: Sequence[int]) -> array[int]:
-    arr = array("I", uids)  # UIDs are 32-bit (RFC 3501 §2.3.1.1)
+    arr = uids if isinstance(uids, array) else array("I", uids)  # 32-bit UIDs (§2.3.1.1)
     key = (mailbox_id, len(arr), arr[-1] if arr else 0)
     known = _SHARED.get(key)
     if known is not None and known == arr:

@@ -15,8 +15,9 @@ import contextlib
 import ssl
 from typing import Any
 
-#: Plaintext encrypted per transport write by :meth:`TlsLayer.send`.
-_SEND_SLICE = 256 * 1024
+#: Bytes written to a memory BIO at a time (one TLS record of plaintext: RFC 8446 §5.1):
+#: a BIO's buffer never shrinks, so this bounds what a connection keeps after a transfer.
+_BIO_SLICE = 16 * 1024
 
 
 class TlsError(Exception):
@@ -40,41 +41,53 @@ class TlsLayer:
             self._transport.write(data)  # type: ignore[attr-defined]
 
     def receive(self, data: bytes) -> bytes:
-        """Feed network bytes; return the plaintext they complete (maybe empty)."""
-        self._in.write(data)
+        """Feed network bytes; return the plaintext they complete (maybe empty).
+
+        A memory BIO keeps the largest buffer it ever held for as long as the connection
+        lives: network bytes go in a slice at a time, each decrypted before the next, so
+        a client that once sent a big APPEND does not leave 256 KiB behind."""
+        view = memoryview(data)
+        chunks: list[bytes] = []
         try:
-            if not self.handshake_done:
-                try:
-                    self._obj.do_handshake()
-                except ssl.SSLWantReadError:
-                    return b""
-                self.handshake_done = True
-            chunks = []
-            while True:
-                try:
-                    chunk = self._obj.read(65536)
-                except ssl.SSLWantReadError:
+            while view:
+                self._in.write(view[:_BIO_SLICE])
+                view = view[_BIO_SLICE:]
+                if not self.handshake_done:
+                    try:
+                        self._obj.do_handshake()
+                    except ssl.SSLWantReadError:
+                        continue
+                    self.handshake_done = True
+                self._read_plaintext(chunks)
+                if self.closed:
                     break
-                except ssl.SSLZeroReturnError:
-                    self.closed = True
-                    break
-                if not chunk:
-                    break
-                chunks.append(chunk)
             return b"".join(chunks)
         except ssl.SSLError as exc:
             raise TlsError(str(exc)) from None
         finally:
             self._flush()
 
+    def _read_plaintext(self, chunks: list[bytes]) -> None:
+        while True:
+            try:
+                chunk = self._obj.read(65536)
+            except ssl.SSLWantReadError:
+                return
+            except ssl.SSLZeroReturnError:
+                self.closed = True
+                return
+            if not chunk:
+                return
+            chunks.append(chunk)
+
     def send(self, data: bytes | bytearray) -> None:
         """Encrypt and send; a big buffer goes out in slices, each handed to the
         transport as soon as it is encrypted (the socket sends while we encrypt the rest,
-        and the memory BIO never holds more than a slice)."""
+        and the memory BIO never holds more than a slice: see :data:`_BIO_SLICE`)."""
         view = memoryview(data)
         try:
             while view:
-                n = self._obj.write(view[:_SEND_SLICE])
+                n = self._obj.write(view[:_BIO_SLICE])
                 view = view[n:]
                 if view:
                     self._flush()
