@@ -44,6 +44,8 @@ def split_fields(header: bytes) -> list[tuple[bytes, bytes]]:
 
 def unfold(value: bytes) -> bytes:
     """RFC 5322 §2.2.3 unfolding, then outer whitespace removed."""
+    if b"\n" not in value:
+        return value.strip()
     return _FOLD.sub(b"", value).strip()
 
 
@@ -54,6 +56,21 @@ def first(fields: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
         if n.lower() == lname:
             return unfold(v)
     return None
+
+
+def first_values(fields: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
+    """Lower-case name → raw value of the first field of that name: :func:`first_in`
+    then answers each lookup without scanning the fields again."""
+    index: dict[bytes, bytes] = {}
+    for n, v in fields:
+        index.setdefault(n.lower(), v)
+    return index
+
+
+def first_in(index: dict[bytes, bytes], name: bytes) -> bytes | None:
+    """:func:`first` over an index made by :func:`first_values` (``name`` in lower case)."""
+    value = index.get(name)
+    return None if value is None else unfold(value)
 
 
 def bytes_to_text(value: bytes) -> str:

@@ -36,7 +36,8 @@ from typing import Any
 from mailstore.imap.formatter import Atom, Value, render
 from mailstore.mime_headers import (
     decode_text,
-    first,
+    first_in,
+    first_values,
     parse_addresses,
     parse_params,
     split_fields,
@@ -83,9 +84,10 @@ def build_index(raw: bytes) -> dict[str, Any]:
         text = decode_text(value)[:budget]
         budget -= len(text)
         decoded.append([name.decode("latin-1").lower(), text])
+    firsts = first_values(fields)
     headers: dict[str, str] = {}
     for field_name in INDEXED_FIELDS:
-        val = first(fields, field_name.encode())
+        val = first_in(firsts, field_name.encode())
         if val is not None:
             headers[field_name] = val.decode("utf-8", "replace")
     return {
@@ -97,7 +99,7 @@ def build_index(raw: bytes) -> dict[str, Any]:
         "bodystructure": builder.structure(root, extended=True).decode("latin-1"),
         "tree": root,
         "fields": decoded,
-        "sent": _sent_date(first(fields, b"date")),
+        "sent": _sent_date(first_in(firsts, b"date")),
     }
 
 
@@ -117,6 +119,8 @@ class _Builder:
         self.parts = 0
         #: The header fields of each entity, by id(node), for rendering.
         self._fields: dict[int, list[tuple[bytes, bytes]]] = {}
+        #: The first value of each field name, by id(node) (see :func:`first_values`).
+        self._firsts: dict[int, dict[bytes, bytes]] = {}
 
     # -- parsing -------------------------------------------------------------------------
 
@@ -127,7 +131,8 @@ class _Builder:
         self.parts += 1
         body_start = body_offset(raw, start, end)
         fields = split_fields(raw[start:body_start]) if body_start > start else []
-        ctype_raw = first(fields, b"content-type")
+        firsts = first_values(fields)
+        ctype_raw = first_in(firsts, b"content-type")
         mime, params = parse_params(ctype_raw) if ctype_raw else (b"", [])
         if b"/" in mime:
             t, _, s = mime.partition(b"/")
@@ -140,13 +145,14 @@ class _Builder:
             "h": start, "b": body_start, "e": end,
             "t": t.decode("latin-1").lower(), "s": s.decode("latin-1").lower(),
         }
-        cte = first(fields, b"content-transfer-encoding")
+        cte = first_in(firsts, b"content-transfer-encoding")
         if cte:
             node["c"] = cte.decode("latin-1").strip().lower()
         charset = next((v for k, v in params if k.lower() == b"charset"), None)
         if charset:
             node["cs"] = charset.decode("latin-1")
         self._fields[id(node)] = fields
+        self._firsts[id(node)] = firsts
         node_params = params
         if node["t"] == "multipart" and depth < MAX_DEPTH:
             boundary = next((v for k, v in params if k.lower() == b"boundary"), None)
@@ -210,9 +216,10 @@ class _Builder:
 
     def envelope(self, fields: list[tuple[bytes, bytes]]) -> bytes:
         """ENVELOPE (RFC 3501 §7.4.2)."""
+        firsts = first_values(fields)
 
         def addrs(name: bytes) -> Value:
-            val = first(fields, name)
+            val = first_in(firsts, name)
             if not val:
                 return None
             found = parse_addresses(val)
@@ -222,16 +229,16 @@ class _Builder:
         sender = addrs(b"sender") or from_
         reply_to = addrs(b"reply-to") or from_
         env: list[Value] = [
-            first(fields, b"date"),
-            first(fields, b"subject"),
+            first_in(firsts, b"date"),
+            first_in(firsts, b"subject"),
             from_,
             sender,
             reply_to,
             addrs(b"to"),
             addrs(b"cc"),
             addrs(b"bcc"),
-            first(fields, b"in-reply-to"),
-            first(fields, b"message-id"),
+            first_in(firsts, b"in-reply-to"),
+            first_in(firsts, b"message-id"),
         ]
         return render(env)
 
@@ -244,22 +251,22 @@ class _Builder:
         return out
 
     def _structure(self, node: Node, extended: bool) -> bytes:
-        fields = self._fields.get(id(node), [])
+        firsts = self._firsts.get(id(node), {})
         params: list[tuple[bytes, bytes]] = node.get("_params", [])
         param_list: Value = [v for kv in params for v in kv] or None
         ext: list[Value] = []
         if extended:
-            disp_raw = first(fields, b"content-disposition")
+            disp_raw = first_in(firsts, b"content-disposition")
             disposition: Value = None
             if disp_raw:
                 dtype, dparams = parse_params(disp_raw)
                 disposition = [dtype, [v for kv in dparams for v in kv] or None]
-            lang_raw = first(fields, b"content-language")
+            lang_raw = first_in(firsts, b"content-language")
             language: Value = None
             if lang_raw:
                 langs: list[Value] = [x.strip() for x in lang_raw.split(b",") if x.strip()]
                 language = langs
-            ext = [disposition, language, first(fields, b"content-location")]
+            ext = [disposition, language, first_in(firsts, b"content-location")]
         if "p" in node:
             # RFC 3501 §9 body-type-mpart: the parts follow each other without spaces.
             out = b"(" + b"".join(self._structure(c, extended) for c in node["p"])
@@ -267,13 +274,13 @@ class _Builder:
             if extended:
                 out += b" " + render([param_list, *ext])[1:-1]
             return out + b")"
-        enc = first(fields, b"content-transfer-encoding")
+        enc = first_in(firsts, b"content-transfer-encoding")
         single: list[Value] = [
             node["t"].encode("latin-1"),
             node["s"].encode("latin-1"),
             param_list,
-            first(fields, b"content-id"),
-            first(fields, b"content-description"),
+            first_in(firsts, b"content-id"),
+            first_in(firsts, b"content-description"),
             enc if enc else b"7bit",
             node["e"] - node["b"],
         ]
@@ -285,7 +292,7 @@ class _Builder:
         elif node["t"] == "text":
             single.append(self.raw.count(b"\n", node["b"], node["e"]))
         if extended:
-            single += [first(fields, b"content-md5"), *ext]
+            single += [first_in(firsts, b"content-md5"), *ext]
         return render(single)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import idna
 
@@ -25,8 +26,12 @@ class DomainError(ValueError):
     """A string that is not a usable domain name."""
 
 
+@lru_cache(maxsize=4096)
 def normalise_domain(name: str) -> str:
     """The A-label, lower-case form of ``name``; raise :class:`DomainError` if invalid.
+
+    Memoised (a pure function, and every envelope of a busy sender names the same few
+    domains); a refusal is raised again each time, never cached.
 
     Address literals (``[192.0.2.1]``) are not domains of the trust space and are refused.
     """

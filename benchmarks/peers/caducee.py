@@ -159,6 +159,10 @@ class Caducee:
             text = set_listen(
                 text, "imap", "implicit_tls_listen", [f"127.0.0.1:{self.imaps_port}"]
             )
+        # The other listeners too, so that several instances (and a demo) can run at once.
+        for section in ("web", "mta"):
+            if section in config_sections():
+                text = set_listen(text, section, "listen", [f"127.0.0.1:{free_port()}"])
         self.config_file.write_text(text)
         cfg = tomllib.loads(text)
         self.domain = cfg["domains"]["professional"][0]
