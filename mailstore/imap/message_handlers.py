@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from bisect import bisect_left
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import Any
 
@@ -129,6 +129,8 @@ def _discard(task: asyncio.Future[Any] | None) -> None:
 
 #: A batch's responses and, when journaled, the reads they are.
 _Batch = tuple[bytes | bytearray, list[Reads]]
+#: A batch, or the UIDs in it that lack \Seen (then nothing was rendered).
+_Outcome = _Batch | list[int]
 
 
 async def fetch(s: Session, cmd: Fetch) -> Result:
@@ -152,16 +154,16 @@ async def fetch(s: Session, cmd: Fetch) -> Result:
         s.ctx.journal is not None and bool(s.ctx.settings.patient_domain)
         and _reads_content(items)
     )
-    if sets_seen and uids:
-        # Only messages without \Seen change (RFC 3501 §6.4.5): a download of messages
-        # already read writes nothing.
+    # RFC 3501 §6.4.5: BODY[] and RFC822 set \Seen. Batches report messages without it
+    # (from the rows they read anyway): then one write sets it on the rest of the
+    # command's messages and the batch is read again. A download of messages already
+    # read writes nothing and costs no extra query. With CHANGEDSINCE, rows are filtered
+    # by MODSEQ, so \Seen is set first, as the command names them all.
+    check = sets_seen and cmd.changedsince is None
+    if sets_seen and not check and uids:
         unseen = await s.read(lambda conn: unflagged(conn, mb.id, uids, "\\Seen"))
         if unseen:
-            res = await s.write(
-                lambda tx: store_flags(tx.conn, mb.id, unseen, "+", ["\\Seen"]))
-            if res.changed:
-                mb.own_modseqs.add(res.changed[0].modseq)
-                s.changed(mb.id)
+            await _set_seen(s, mb, unseen)
     plan = lean_plan(items, journal=journal_reads)
     if plan is not None:
         job = _lean_job(s, mb, cmd, plan)
@@ -171,15 +173,27 @@ async def fetch(s: Session, cmd: Fetch) -> Result:
         body = needs(items).body
     most = s.ctx.settings.fetch_batch
     batches = _batches(uids, 8, max(1, most // 5)) if body else _batches(uids, 100, most)
+
+    def submit(chunk: list[int], check_seen: bool) -> asyncio.Future[_Outcome]:
+        return asyncio.ensure_future(s.read(partial(job, chunk, check_seen)))
+
     # One batch is prepared (reader thread) while the previous one is sent.
-    ahead: asyncio.Future[_Batch] | None = None
+    ahead: asyncio.Future[_Outcome] | None = None
+    offset = 0
     try:
         for k, chunk in enumerate(batches):
-            current = ahead or asyncio.ensure_future(s.read(partial(job, chunk)))
+            current = ahead or submit(chunk, check)
             ahead = None
-            data, reads = await current
+            outcome = await current
+            if isinstance(outcome, list):
+                await _set_seen(s, mb, uids[offset:])
+                check = False
+                outcome = await submit(chunk, False)
+            assert not isinstance(outcome, list)
+            offset += len(chunk)
             if k + 1 < len(batches):
-                ahead = asyncio.ensure_future(s.read(partial(job, batches[k + 1])))
+                ahead = submit(batches[k + 1], check)
+            data, reads = outcome
             if reads:
                 await _journal_reads(s, _patient_reads(s, mb, reads))
             s.io.write(data)
@@ -189,17 +203,34 @@ async def fetch(s: Session, cmd: Fetch) -> Result:
     return None
 
 
+async def _set_seen(s: Session, mb: SelectedMailbox, uids: list[int]) -> None:
+    res = await s.write(lambda tx: store_flags(tx.conn, mb.id, uids, "+", ["\\Seen"]))
+    if res.changed:
+        mb.own_modseqs.add(res.changed[0].modseq)
+        s.changed(mb.id)
+
+
+def _unseen(uids: Iterable[int], flags: Iterable[str]) -> list[int]:
+    return [uid for uid, f in zip(uids, flags, strict=True) if "\\Seen" not in f.split()]
+
+
 def _lean_job(
     s: Session, mb: SelectedMailbox, cmd: Fetch, plan: FetchPlan
-) -> Callable[[list[int], Connection], _Batch]:
+) -> Callable[[list[int], bool, Connection], _Outcome]:
     """The reader-thread work of one batch on the hot path (:mod:`.fetch_plan`)."""
     keystore, account_id, cache = s.ctx.keystore, s.account_id, s.ctx.cache
     seqs = _seq_numbers(mb.uids)  # read in the reader thread: nothing else changes it now
     recent = frozenset(mb.recent)
     opens = plan.structure or "body" in plan.columns
 
-    def job(chunk: list[int], conn: Connection) -> _Batch:
+    i_flags = plan.columns.index("flags") if "flags" in plan.columns else 0
+
+    def job(chunk: list[int], check_seen: bool, conn: Connection) -> _Outcome:
         rows = fetch_rows(conn, mb.id, chunk, plan.columns, cmd.changedsince)
+        if check_seen:
+            lacking = _unseen((r[0] for r in rows), (r[i_flags] for r in rows))
+            if lacking:
+                return lacking
         cipher = keystore.cipher(conn, account_id) if opens and rows else None
         return render_batch(
             plan, rows, seqs=seqs, recent=recent, cipher=cipher, account_id=account_id,
@@ -211,18 +242,22 @@ def _lean_job(
 
 def _general_job(
     s: Session, mb: SelectedMailbox, cmd: Fetch, items: list[FetchAtt], journal_reads: bool
-) -> Callable[[list[int], Connection], _Batch]:
+) -> Callable[[list[int], bool, Connection], _Outcome]:
     """The reader-thread work of one batch for any items (:mod:`.fetch_render`)."""
     keystore, account_id = s.ctx.keystore, s.account_id
     need = needs(items)
     seqs = _seq_numbers(mb.uids)
     recent = frozenset(mb.recent)
 
-    def job(chunk: list[int], conn: Connection) -> _Batch:
+    def job(chunk: list[int], check_seen: bool, conn: Connection) -> _Outcome:
         loaded = load_messages(
             conn, keystore, account_id, mb.id, chunk, meta=need.meta or journal_reads,
             body=need.body, changedsince=cmd.changedsince, dates=need.dates,
         )
+        if check_seen:
+            lacking = _unseen((x.row.uid for x in loaded), (x.row.flags for x in loaded))
+            if lacking:
+                return lacking
         out = []
         reads: list[Reads] = []
         for item, seq in zip(loaded, seqs([x.row.uid for x in loaded]), strict=True):

@@ -7,7 +7,7 @@ RFC 5182 §2 (``$`` names the result saved by ``SEARCH RETURN (SAVE)``).
 from __future__ import annotations
 
 import re
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -77,10 +77,9 @@ class SeqSet:
         the set names: ascending, disjoint, merged."""
         if not values:
             return []
-        largest = values[-1]
+        wanted = _merged([(lo, hi + 1) for lo, hi in self.resolve(values[-1])])
         return _merged([
-            (bisect_left(values, lo), bisect_right(values, hi))
-            for lo, hi in self.resolve(largest)
+            (bisect_left(values, lo), bisect_left(values, stop)) for lo, stop in wanted
         ])
 
     def seqnum_spans(self, count: int) -> list[tuple[int, int]]:

@@ -4,6 +4,7 @@ a long list of few ranges)."""
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left, bisect_right
 from datetime import UTC, datetime
 
@@ -46,6 +47,15 @@ def test_spans_name_what_the_set_names(s: SeqSet, values: list[int]) -> None:
     expected = sorted({n for lo, hi in s.resolve(count) for n in range(max(lo, 1), hi + 1)
                        if n <= count})
     assert s.select_seqnums(count) == expected
+
+
+@pytest.mark.parametrize("text", [b"5:9,100,2000:*", b"1:*", b"*:4000", b"3,3,4,5,4"])
+def test_few_and_many_ranges_over_a_big_mailbox(text: bytes) -> None:
+    values = array("I", [u for u in range(1, 6000) if u % 7])
+    few = SeqSet.from_bytes(text)
+    many = SeqSet.from_bytes(b",".join(b"%d" % u for u in range(1, 6100, 3)) + b"," + text)
+    for s in (few, many):
+        assert s.select_sorted(values) == _reference_sorted(s, list(values))
 
 
 @pytest.mark.parametrize(("text", "error"), [
