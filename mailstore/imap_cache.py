@@ -44,11 +44,6 @@ class Structure:
         #: ``(message_id, ((INS upper-case, host lower-case), ...))``.
         self.reads = reads
 
-    def rendering(self, name: str) -> bytes:
-        """``ENVELOPE``, ``BODY`` or ``BODYSTRUCTURE``'s value."""
-        value: bytes = getattr(self, name.lower())
-        return value
-
 
 def _latin1(value: Any) -> bytes:
     return value.encode("latin-1") if isinstance(value, str) else bytes(value or b"")

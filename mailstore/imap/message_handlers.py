@@ -222,7 +222,6 @@ def _lean_job(
     seqs = _seq_numbers(mb.uids)  # read in the reader thread: nothing else changes it now
     recent = frozenset(mb.recent)
     opens = plan.structure or "body" in plan.columns
-
     i_flags = plan.columns.index("flags") if "flags" in plan.columns else 0
 
     def job(chunk: list[int], check_seen: bool, conn: Connection) -> _Outcome:
