@@ -45,8 +45,9 @@ def luhn_valid(digits: str) -> bool:
     return (sum(plain) + sum(doubled) - 48 * n) % 10 == 0
 
 
-def _fast_ok(id_type: str, id_pp: str, national: str) -> bool:
-    """The common case, decided without building any message."""
+def national_id_ok(id_type: str, id_pp: str, national: str) -> bool:
+    """``national_id(...) is None`` in the common case, decided without building any message
+    (False: ask :func:`national_id` what is wrong, if anything)."""
     length = 11 if id_type == "8" else 9 if id_type == "0" else 0
     return (
         len(id_pp) == length and id_pp.isascii() and id_pp.isdigit()
@@ -57,7 +58,7 @@ def _fast_ok(id_type: str, id_pp: str, national: str) -> bool:
 
 def national_id(id_type: str, id_pp: str, national: str) -> Problem:
     """The three identifier columns of a practitioner (type, RPPS/ADELI, national id)."""
-    if _fast_ok(id_type, id_pp, national):
+    if national_id_ok(id_type, id_pp, national):
         return None
     if id_type == "8":
         problem = _split(ids.check_rpps(id_pp, lenient=True), ids.check_rpps(id_pp))
@@ -70,6 +71,32 @@ def national_id(id_type: str, id_pp: str, national: str) -> Problem:
     if national != id_type + id_pp:
         return ("national identifier must be the type followed by the identifier", False)
     return problem
+
+
+def siret_ok(value: str) -> bool:
+    """``siret(value) is None``, decided without building any message."""
+    if len(value) != 14 or not value.isascii() or not value.isdigit():
+        return False
+    # La Poste's establishments: the sum of the digits is a multiple of 5 (the bytes of
+    # 14 ASCII digits add up to 48 × 14 more than the digits)
+    if value.startswith("356000000") and (sum(value.encode()) - 48 * 14) % 5 == 0:
+        return True
+    return luhn_valid(value)
+
+
+def siren_ok(value: str) -> bool:
+    """``siren(value) is None``, decided without building any message."""
+    return len(value) == 9 and value.isascii() and value.isdigit() and luhn_valid(value)
+
+
+def finess_ok(value: str) -> bool:
+    """``finess(value) is None``, decided without building any message."""
+    if len(value) != 9 or not value.isascii() or not value[2:].isdigit():
+        return False
+    head = value[:2]
+    if head.isdigit():
+        return luhn_valid(value)
+    return head.upper() in ("2A", "2B") and luhn_valid("20" + value[2:])
 
 
 @lru_cache(maxsize=4096)

@@ -40,25 +40,36 @@ def _special(m: re.Match[str]) -> str:
     return _SPECIAL[m.group()]
 
 
-def fold(text: str) -> str:
-    """Lower-case ASCII words separated by single spaces: «Le-Fèvre» → ``le fevre``."""
+#: Every ASCII character that is not ``[a-z0-9]`` (applied after case folding), mapped to a
+#: space / deleted: what ``_NON_TOKEN`` matches, as tables for :meth:`str.translate`.
+_NON_TOKEN_ASCII = [c for c in range(128) if _NON_TOKEN.fullmatch(chr(c))]
+_TO_SPACE = dict.fromkeys(_NON_TOKEN_ASCII, " ")
+_TO_NOTHING = dict.fromkeys(_NON_TOKEN_ASCII)
+
+
+def _ascii(text: str) -> str:
+    """Case-folded ASCII: accents dropped, the few letters NFKD keeps whole spelt out."""
     t = text.casefold()
     if not t.isascii():
         if _SPECIAL_RE.search(t):
             t = _SPECIAL_RE.sub(_special, t)
         t = unicodedata.normalize("NFKD", t).encode("ascii", "ignore").decode("ascii")
-    return _NON_TOKEN.sub(" ", t).strip()
+    return t
+
+
+def fold(text: str) -> str:
+    """Lower-case ASCII words separated by single spaces: «Le-Fèvre» → ``le fevre``."""
+    return " ".join(_ascii(text).translate(_TO_SPACE).split())
 
 
 def words(text: str) -> list[str]:
     """The folded words of ``text``."""
-    folded = fold(text)
-    return folded.split() if folded else []
+    return _ascii(text).translate(_TO_SPACE).split()
 
 
 def compact(text: str) -> str:
     """The folded letters of ``text`` without separators: «LE FEVRE» → ``lefevre``."""
-    return fold(text).replace(" ", "")
+    return _ascii(text).translate(_TO_NOTHING)
 
 
 def letters(word: str) -> str:
@@ -115,6 +126,7 @@ def address_term(address: str) -> str:
     return ADDRESS + c if c else ""
 
 
+@lru_cache(maxsize=1 << 14)
 def code_term(namespace: str, code: str) -> str:
     """A code (profession, specialty, postcode, département, identifier) as one token."""
     c = compact(code)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator
+from functools import lru_cache
 
 from directory import idchecks
 from directory import normalise as nz
@@ -33,6 +34,7 @@ def valid_address(address: str) -> bool:
     return bool(_ADDRESS.fullmatch(address))
 
 
+@lru_cache(maxsize=1 << 15)
 def town_of(delivery_line: str) -> str:
     """The town of an ``L6LIGNEACHEMINEMENT`` line: «69002 LYON CEDEX 02» → «LYON»."""
     return _CEDEX.sub("", _POSTCODE_PREFIX.sub("", delivery_line))
@@ -84,29 +86,40 @@ class MailboxParser:
         return not warning
 
     def rows(self, lines: Iterable[tuple[int, str]], seq_base: int = 0) -> Iterator[MailboxRow]:
-        """Staging rows; their first field is ``seq_base | line number``."""
+        """Staging rows of numbered lines; their first field is ``seq_base | line number``."""
+        return self.block_rows(((n, [text]) for n, text in lines), seq_base)
+
+    def block_rows(
+        self, blocks: Iterable[tuple[int, list[str]]], seq_base: int = 0
+    ) -> Iterator[MailboxRow]:
+        """Staging rows of blocks of consecutive lines (:meth:`RangeReader.blocks`)."""
         width = self.header.width
         canonical = self.header.canonical
         positions = self.header.positions
-        for lineno, text in lines:
-            if not text:
-                continue
-            self.lines += 1
-            f = text.split(SEPARATOR)
-            if len(f) != width or f[-1]:
-                self.rejected += 1
-                self.on_issue(width_issue(self.label, lineno, f, width, MAILBOX_COLUMNS))
-                continue
-            if not canonical:
-                f = [f[p] for p in positions]
-                f.append("")
-            row = self._row(lineno, f, seq_base)
-            if row is None:
-                self.rejected += 1
-                continue
-            yield row
+        for first, block in blocks:
+            lineno = first - 1
+            for text in block:
+                lineno += 1
+                if not text:
+                    continue
+                self.lines += 1
+                f = text.split(SEPARATOR)
+                if len(f) != width or f[-1]:
+                    self.rejected += 1
+                    self.on_issue(width_issue(self.label, lineno, f, width, MAILBOX_COLUMNS))
+                    continue
+                if not canonical:
+                    f = [f[p] for p in positions]
+                    f.append("")
+                    text = SEPARATOR.join(f)
+                row = self._row(lineno, f, text, seq_base)
+                if row is None:
+                    self.rejected += 1
+                    continue
+                yield row
 
-    def _row(self, lineno: int, f: list[str], seq_base: int) -> MailboxRow | None:
+    def _row(self, lineno: int, f: list[str], text: str, seq_base: int) -> MailboxRow | None:
+        """The staging row of a line split into ``f`` (``text``: the line, canonical order)."""
         bad = False
         mtype = f[M.TYPE].strip().upper()
         if mtype not in MAILBOX_TYPES:
@@ -137,14 +150,13 @@ class MailboxParser:
             bad |= self._issue(lineno, M.PROFESSION, "unknown profession code", prof, key=False)
         if bad:
             return None
-        raw = SEPARATOR.join(f[: len(MAILBOX_COLUMNS)])
         return (
             seq_base | lineno,
             address,
             mtype,
             idchecks.practitioner_key(national) if national else None,
             national,
-            raw,
+            text[:-1],  # the record: the line without its trailing separator
             nz.name_terms(*mailbox_name_parts(f, address)),
             mailbox_terms(f, address, mtype, national),
         )

@@ -9,8 +9,7 @@ filled on the first line of a run of lines of the same practitioner (``None`` af
 less to bind and store). Lines are published grouped by practitioner; a practitioner listed
 in two separate runs is staged twice and the merge keeps the first.
 
-This is the import's hot loop: per-line work is kept to one ``split``, cached checks and
-cached term computations.
+This is the import's hot loop (:meth:`PersonParser.block_rows`).
 """
 
 from __future__ import annotations
@@ -26,6 +25,10 @@ from directory.issues import Issue, Severity
 from directory.professions import PROFESSIONS
 
 PersonRow = tuple[int, int, str | None, str | None, str | None, int, str, str]
+#: Lines given as blocks: (number of the first line, the lines).
+Blocks = Iterable[tuple[int, list[str]]]
+#: Memoised values are forgotten past this many (memory stays bounded on any file).
+CACHE_LIMIT = 1 << 15
 
 
 def activity_key(act_raw: str) -> int:
@@ -35,13 +38,15 @@ def activity_key(act_raw: str) -> int:
     )
 
 
-@lru_cache(maxsize=1 << 15)
 def activity_terms(profession: str, specialty: str, town: str, postcode: str, dept: str) -> str:
-    return nz.join_terms(
-        nz.code_term(nz.PROFESSION, profession),
-        nz.code_term(nz.SPECIALTY, specialty),
-        nz.location_terms(town, postcode, dept),
-    )
+    return nz.join_terms(_code_terms(profession, specialty),
+                         nz.location_terms(town, postcode, dept))
+
+
+@lru_cache(maxsize=4096)
+def _code_terms(profession: str, specialty: str) -> str:
+    return nz.join_terms(nz.code_term(nz.PROFESSION, profession),
+                         nz.code_term(nz.SPECIALTY, specialty))
 
 
 def practitioner_terms(national_id: str) -> str:
@@ -57,14 +62,10 @@ _SITE_CHECKS: tuple[tuple[int, Callable[[str], idchecks.Problem]], ...] = (
 )
 
 
-@lru_cache(maxsize=1 << 14)
-def site_problems(siret: str, siren: str, finess_site: str, finess_legal: str) -> bool:
-    """Whether any of a site's identifiers has a problem (details: ``_line_problems``)."""
-    return any(
-        v and check(v) is not None
-        for v, (_, check) in zip((siret, siren, finess_site, finess_legal), _SITE_CHECKS,
-                                 strict=True)
-    )
+def _blocks(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, list[str]]]:
+    """Numbered lines as one-line blocks."""
+    for lineno, text in lines:
+        yield lineno, [text]
 
 
 class PersonParser:
@@ -92,67 +93,122 @@ class PersonParser:
         return not warning
 
     def rows(self, lines: Iterable[tuple[int, str]], seq_base: int = 0) -> Iterator[PersonRow]:
-        """Staging rows; their first field is ``seq_base | line number``."""
+        """Staging rows of numbered lines; their first field is ``seq_base | line number``."""
+        return self.block_rows(_blocks(lines), seq_base)
+
+    def block_rows(self, blocks: Blocks, seq_base: int = 0) -> Iterator[PersonRow]:
+        """Staging rows of blocks of consecutive lines (:meth:`RangeReader.blocks`).
+
+        The import's hot loop: one ``split`` a line, checks memoised by value (a site's
+        SIRET and FINESS recur on many lines, so do towns), the practitioner's fields only
+        on its first line, and the records cut out of the line as it is.
+        """
         width = self.header.width
-        ncols = len(PERSON_COLUMNS)
         canonical = self.header.canonical
         positions = self.header.positions
         known = PROFESSIONS
-        check_id = idchecks.national_id
-        check_site = site_problems
-        terms_of = activity_terms
+        fast_id = idchecks.national_id_ok
+        siret_ok, siren_ok, finess_ok = idchecks.siret_ok, idchecks.siren_ok, idchecks.finess_ok
+        good_siret: set[str] = set()
+        good_siren: set[str] = set()
+        good_finess: set[str] = set()
+        code_terms = _code_terms
+        location_terms = nz.location_terms
+        places: dict[tuple[str, str, str], str] = {}
         names_of = nz.name_terms
         blake2b = hashlib.blake2b
         from_bytes = int.from_bytes
         sep = SEPARATOR
-        start = P.ACTIVITY_START
         i_type, i_pp, i_nat, i_last, i_first = (
             P.ID_TYPE, P.ID_PP, P.NATIONAL_ID, P.LAST_NAME, P.FIRST_NAME
         )
         i_prof, i_spec, i_town, i_cp, i_dept = (
             P.PROFESSION, P.SPECIALTY, P.TOWN, P.POSTCODE, P.DEPARTEMENT
         )
-        i_siret, i_legal = P.SIRET, P.FINESS_LEGAL
-        prev_nat = ""
-        n = 0
-        for lineno, text in lines:
-            if not text:
-                continue
-            n += 1
-            f = text.split(sep)
-            if len(f) != width or f[-1]:
-                self._width_problem(lineno, f, width)
-                continue
-            if not canonical:
-                f = [f[p] for p in positions]
-                f.append("")
-            nat = f[i_nat]
-            new = nat != prev_nat
-            prof = f[i_prof]
-            site = f[i_siret : i_legal + 1]
-            if (
-                (new and check_id(f[i_type], f[i_pp], nat) is not None)
-                or prof not in known
-                or not f[i_last].strip()
-                or (any(site) and check_site(*site))
-            ) and self._line_problems(lineno, f, new):
-                self.rejected += 1
-                continue
-            key = int(nat)
-            if new:
-                prev_nat = nat
-                person_raw: str | None = sep.join(f[:start])
-                names: str | None = names_of(f[i_last], f[i_first])
-                national: str | None = nat
-            else:
-                person_raw = names = national = None
-            act_raw = sep.join(f[start:ncols])
-            yield (
-                seq_base | lineno, key, national, person_raw, names,
-                from_bytes(blake2b(act_raw.encode(), digest_size=8).digest(), "big", signed=True),
-                act_raw,
-                terms_of(prof, f[i_spec], f[i_town], f[i_cp], f[i_dept]),
-            )
+        i_siret, i_siren, i_fin, i_fin_legal = P.SIRET, P.SIREN, P.FINESS_SITE, P.FINESS_LEGAL
+        head = slice(0, P.ACTIVITY_START)
+        prev_nat = prefix = ""
+        key = n = 0
+        for first, block in blocks:
+            lineno = first - 1
+            for text in block:
+                lineno += 1
+                if not text:
+                    continue
+                n += 1
+                f = text.split(sep)
+                if len(f) != width or f[-1]:
+                    self._width_problem(lineno, f, width)
+                    continue
+                if not canonical:
+                    f = [f[p] for p in positions]
+                    f.append("")
+                    text = sep.join(f)
+                nat = f[i_nat]
+                new = nat != prev_nat
+                prof = f[i_prof]
+                ok = (
+                    (not new or fast_id(f[i_type], f[i_pp], nat))
+                    and prof in known
+                    and f[i_last].strip() != ""
+                )
+                if ok:
+                    v = f[i_siret]
+                    if v and v not in good_siret:
+                        if siret_ok(v):
+                            if len(good_siret) >= CACHE_LIMIT:
+                                good_siret.clear()
+                            good_siret.add(v)
+                        else:
+                            ok = False
+                    v = f[i_siren]
+                    if v and v not in good_siren:
+                        if siren_ok(v):
+                            if len(good_siren) >= CACHE_LIMIT:
+                                good_siren.clear()
+                            good_siren.add(v)
+                        else:
+                            ok = False
+                    for v in (f[i_fin], f[i_fin_legal]):
+                        if v and v not in good_finess:
+                            if finess_ok(v):
+                                if len(good_finess) >= CACHE_LIMIT:
+                                    good_finess.clear()
+                                good_finess.add(v)
+                            else:
+                                ok = False
+                if not ok and self._line_problems(lineno, f, new):
+                    self.rejected += 1
+                    continue
+                # the records: the practitioner's columns, and the activity's (the rest of
+                # the line without its trailing separator)
+                if new:
+                    prev_nat, key = nat, int(nat)
+                    person_raw: str | None = sep.join(f[head])
+                    prefix = person_raw + sep
+                    start = len(prefix)
+                    names: str | None = names_of(f[i_last], f[i_first])
+                    national: str | None = nat
+                else:
+                    person_raw = names = national = None
+                    # usually the same practitioner's columns as the line before
+                    start = (len(prefix) if text.startswith(prefix)
+                             else sum(map(len, f[head])) + P.ACTIVITY_START)
+                act_raw = text[start:-1]
+                place = (f[i_town], f[i_cp], f[i_dept])
+                where = places.get(place)
+                if where is None:
+                    if len(places) >= CACHE_LIMIT:
+                        places.clear()
+                    where = places[place] = location_terms(*place)
+                what = code_terms(prof, f[i_spec])
+                yield (
+                    seq_base | lineno, key, national, person_raw, names,
+                    from_bytes(blake2b(act_raw.encode(), digest_size=8).digest(), "big",
+                               signed=True),
+                    act_raw,
+                    f"{what} {where}" if what and where else what or where,
+                )
         self.lines += n
 
     def _line_problems(self, lineno: int, f: list[str], new: bool) -> bool:

@@ -20,7 +20,8 @@ from typing import BinaryIO
 from directory.issues import Issue
 
 UTF8 = "utf-8"
-PROGRESS_EVERY = 16384
+#: How much :meth:`RangeReader.blocks` reads and decodes at once.
+BLOCK_BYTES = 1 << 20
 LATIN1 = "latin-1"
 BOM = b"\xef\xbb\xbf"
 
@@ -106,18 +107,19 @@ class RangeReader:
     """Decoded lines of a byte range of a source, numbered from 1, end-of-line removed.
 
     ``codec`` is the file's encoding when known (:data:`UTF8` or :data:`LATIN1`), None to
-    detect it in this range. Undecodable lines are passed to ``on_issue`` and skipped.
-    ``progress(bytes)`` is called every :data:`PROGRESS_EVERY` lines. After iteration,
-    ``physical_lines`` counts every line consumed (empty and undecodable ones included) and
-    ``encoding`` names the decoding used.
+    detect it in this range. Undecodable lines are passed to ``on_issue`` and given as empty
+    strings (skipped as empty lines are, but numbered). ``progress(bytes)`` is called after
+    each block of ``block_bytes``. After iteration, ``physical_lines`` counts every line
+    consumed (empty and undecodable ones included) and ``encoding`` names the decoding used.
     """
 
     def __init__(
         self, source: Source, start: int, end: int | None, *, bom: bool, skip_header: bool,
         on_issue: Callable[[Issue], None], progress: Callable[[int], None] | None = None,
-        codec: str | None = None,
+        codec: str | None = None, block_bytes: int = BLOCK_BYTES,
     ) -> None:
         self.source, self.start, self.end = source, start, end
+        self.block_bytes = block_bytes
         self.skip_header = skip_header
         self.on_issue, self.progress = on_issue, progress
         self.codec = codec or UTF8
@@ -127,33 +129,84 @@ class RangeReader:
         self.physical_lines = 0
 
     def lines(self) -> Iterator[tuple[int, str]]:
+        """Numbered lines, one at a time (an undecodable line is reported and given empty)."""
+        for first, block in self.blocks():
+            yield from enumerate(block, first)
+
+    def blocks(self) -> Iterator[tuple[int, list[str]]]:
+        """The lines of :meth:`lines` a block at a time: (number of the first line, lines).
+
+        The importer's reader: a whole block of lines is decoded at once, which costs much
+        less than line by line. An undecodable line is reported as :meth:`lines` does and
+        given as an empty string (the parsers skip empty lines without counting them), so
+        that the lines of a block stay consecutively numbered.
+        """
         with self.source.open() as stream:
             if self.skip_header:
                 stream.readline()
             elif self.start:
                 stream.seek(self.start)
-            end, pos, n = self.end, self.start, 0
-            for raw in stream:
-                if end is not None and pos >= end:
-                    break
-                pos += len(raw)
-                n += 1
-                if n % PROGRESS_EVERY == 0 and self.progress is not None:
-                    self.progress(pos - self.start)
-                try:
-                    text = raw.decode(self.codec)
-                except UnicodeDecodeError as exc:
-                    if self.seen_utf8:
-                        bad = raw[exc.start : exc.start + 1].hex()
-                        self.on_issue(Issue(self.source.label, n, "-", "not valid UTF-8",
-                                            f"byte 0x{bad}"))
+            left = None if self.end is None else self.end - self.start
+            done = n = 0
+            rest = b""
+            while True:
+                size = self.block_bytes if left is None else min(self.block_bytes, left)
+                data = stream.read(size) if size > 0 else b""
+                if left is not None:
+                    left -= len(data)
+                if data:
+                    cut = data.rfind(b"\n") + 1
+                    if not cut:
+                        rest += data
                         continue
-                    self.codec = self.encoding = LATIN1
-                    text = raw.decode(LATIN1)
+                    chunk, rest = rest + data[:cut], data[cut:]
+                elif rest:  # the last line has no end-of-line
+                    chunk, rest = rest, b""
                 else:
-                    if not self.seen_utf8 and not raw.isascii():
-                        self.seen_utf8 = True
-                yield n, text.rstrip("\r\n")
+                    break
+                done += len(chunk)
+                lines = self._decode_block(chunk, n)
+                yield n + 1, lines
+                n += len(lines)
+                if self.progress is not None:
+                    self.progress(done)
             self.physical_lines = n
-            if self.progress is not None:
-                self.progress(pos - self.start)
+
+    def _decode_block(self, chunk: bytes, before: int) -> list[str]:
+        """The lines of ``chunk`` (whole lines; ``before`` lines came before it)."""
+        try:
+            text = chunk.decode(self.codec)
+        except UnicodeDecodeError:
+            return self._decode_lines(chunk, before)
+        if not self.seen_utf8 and not chunk.isascii():
+            self.seen_utf8 = True
+        lines = text.split("\n")
+        if chunk.endswith(b"\n"):
+            lines.pop()
+        if "\r" in text:
+            lines = [line.rstrip("\r") for line in lines]
+        return lines
+
+    def _decode_lines(self, chunk: bytes, before: int) -> list[str]:
+        """A block that does not decode as a whole, line by line (as :meth:`lines` does)."""
+        out: list[str] = []
+        raws = chunk.split(b"\n")
+        if chunk.endswith(b"\n"):
+            raws.pop()
+        for i, raw in enumerate(raws, before + 1):
+            try:
+                text = raw.decode(self.codec)
+            except UnicodeDecodeError as exc:
+                if self.seen_utf8:
+                    bad = raw[exc.start : exc.start + 1].hex()
+                    self.on_issue(Issue(self.source.label, i, "-", "not valid UTF-8",
+                                        f"byte 0x{bad}"))
+                    out.append("")
+                    continue
+                self.codec = self.encoding = LATIN1
+                text = raw.decode(LATIN1)
+            else:
+                if not self.seen_utf8 and not raw.isascii():
+                    self.seen_utf8 = True
+            out.append(text.rstrip("\r"))
+        return out

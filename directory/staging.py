@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, bindparam, text
 
 from directory import stage_worker as sw
 from directory.formats import FileKind, Header, HeaderError, parse_header
@@ -38,6 +38,9 @@ PERSON = "directory_stage_person"
 MAILBOX = "directory_stage_mailbox"
 #: SQLite attaches at most 10 databases by default: one per job.
 MAX_JOBS = 9
+#: Parsing cost of a byte of each kind of file, relative (measured: a mailbox line costs
+#: about as much as a person-activity line, and is half as long).
+PARSE_COST = {FileKind.PERSON: 1, FileKind.MAILBOX: 2}
 #: How much of a file's beginning decides its encoding (bytes, and non-ASCII lines).
 SNIFF_BYTES = 1 << 20
 SNIFF_LINES = 200
@@ -149,14 +152,17 @@ def plan(sources: list[Source], options: StageOptions) -> list[sw.Job]:
                                   f"too many files in one import (at most {MAX_JOBS})"))
     headers = [_read_header(s) for s in sources]
     encodings = [_sniff_encoding(s, bom) for s, (_, _, bom) in zip(sources, headers, strict=True)]
-    total = sum(s.size for s in sources) or 1
+    costs = [s.size * PARSE_COST[h.kind] for s, (h, _, _) in zip(sources, headers, strict=True)]
+    # about four jobs a worker, of about the same cost: the last ones to finish run beside
+    # others most of the time
+    target = max(1, sum(costs) // (4 * options.workers))
     budget = MAX_JOBS - len(sources)
     jobs: list[sw.Job] = []
     for si, (source, (header, header_len, bom)) in enumerate(zip(sources, headers, strict=True)):
         pieces = 1
         if source.member is None and options.workers > 1 and source.size > options.min_chunk:
-            target = max(options.min_chunk, total // (2 * options.workers))
-            pieces = min(1 + budget, max(1, source.size // target))
+            pieces = max(1, min(1 + budget, round(costs[si] / target),
+                                source.size // options.min_chunk))
             budget -= pieces - 1
         if pieces > 1:
             cuts = _boundaries(source.path, header_len, source.size, pieces, header)
@@ -205,8 +211,9 @@ def run(
         initializer=sw.init_worker, initargs=(shared,),
     )
     try:
-        # biggest first: the last job to start should be a short one
-        order = sorted(jobs, key=lambda j: -((j.end or j.source.size) - j.start))
+        # costliest first: the last job to start should be a short one
+        order = sorted(jobs, key=lambda j: -((j.end or j.source.size) - j.start)
+                       * PARSE_COST[j.header.kind])
         futures = {pool.submit(sw.run_in_worker, j): j.index for j in order}
         pending = set(futures)
         done_results: dict[int, sw.JobResult] = {}
@@ -371,7 +378,11 @@ def delete_rows(conn: Connection, staged: Staged, kind: FileKind, seqs: list[int
         return
     name = PERSON if kind is FileKind.PERSON else MAILBOX
     with conn.begin():
-        conn.execute(text(f"DELETE FROM {name} WHERE seq = :s"), [{"s": s} for s in seqs])
+        conn.execute(
+            text(f"DELETE FROM {name} WHERE seq IN :seqs").bindparams(
+                bindparam("seqs", expanding=True)),
+            {"seqs": seqs},
+        )
 
 
 def cleanup(workdir: Path) -> None:

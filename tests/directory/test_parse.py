@@ -170,3 +170,45 @@ def test_national_id_checks(n: int) -> None:
     wrong = rpps[:-1] + str((int(rpps[-1]) + 1) % 10)
     problem = idchecks.national_id("8", wrong, "8" + wrong)
     assert problem is not None and problem[1]  # a key problem: lenient-able
+
+
+_IDS = st.text(alphabet="0123456789", min_size=8, max_size=15) | st.text(
+    alphabet="0123456789AaBb ", max_size=15)
+
+
+@given(_IDS)
+def test_fast_site_checks_agree_with_the_detailed_ones(value: str) -> None:
+    assert idchecks.siret_ok(value) == (idchecks.siret(value) is None)
+    assert idchecks.siren_ok(value) == (idchecks.siren(value) is None)
+    assert idchecks.finess_ok(value) == (idchecks.finess(value) is None)
+
+
+@given(st.integers(min_value=0, max_value=99_999))
+def test_la_poste_siret_rule(n: int) -> None:
+    value = f"356000000{n:05d}"
+    assert idchecks.siret_ok(value) == (idchecks.siret(value) is None)
+
+
+def test_continuation_lines_keep_their_own_activity_record() -> None:
+    """The activity record is cut after the practitioner's columns, even when a later line
+    of the same practitioner spells them differently."""
+    first = person_line()
+    other_civility = person_line(**{"Libellé civilité d'exercice": "Docteure",
+                                    "Libellé commune (coord. structure)": "Bron"})
+    rows, issues = parse_person([first, other_civility, first])
+    assert issues == []
+    for row, line in zip(rows, (first, other_civility, first), strict=True):
+        assert row[6] == "|".join(line.split("|")[9:-1])
+    assert rows[1][3] is None and rows[2][3] is None  # the practitioner's columns once
+
+
+def test_columns_in_another_order_give_the_same_rows() -> None:
+    order = list(reversed(range(len(PERSON_COLUMNS))))
+    header = parse_header("|".join(PERSON_COLUMNS[i] for i in order) + "|")
+    assert not header.canonical
+    lines = [person_line(), person_line(**{"Code savoir-faire": "SM57"})]
+    shuffled = ["|".join(line.split("|")[i] for i in order) + "|" for line in lines]
+    issues: list[Issue] = []
+    p = PersonParser(header, "PS.txt", lenient=False, on_issue=issues.append)
+    assert list(p.rows((i + 2, t) for i, t in enumerate(shuffled))) == parse_person(lines)[0]
+    assert issues == []

@@ -165,3 +165,17 @@ def test_unknown_header_columns_are_reported_once(engine: Engine, tmp_path: Path
     assert str(issue) == (
         f"{path}:1: column «Colonne future»: unknown column, its values are ignored")
     assert f"warning: {issue}" in report.read_text(encoding="utf-8")
+
+
+def test_jobs_are_of_about_the_same_parsing_cost(tmp_path: Path) -> None:
+    """About four jobs a worker; a mailbox byte costs twice a person byte to parse."""
+    person, mailbox, _ = gen_extract.generate(tmp_path / "g", person_lines=3000,
+                                              mailbox_lines=2000, seed=5)
+    opts = staging.StageOptions(lenient=True, strict=False, workdir=tmp_path, workers=2,
+                                min_chunk=16 * 1024)
+    jobs = staging.plan(sources(person) + sources(mailbox), opts)
+    assert len(jobs) == 4 * opts.workers
+    costs = [((j.end or j.source.size) - j.start) * staging.PARSE_COST[j.header.kind]
+             for j in jobs]
+    assert max(costs) < 2 * min(costs)
+    assert {j.header.kind for j in jobs} == set(staging.PARSE_COST)
