@@ -184,14 +184,14 @@ def import_files(engine: Engine, paths: Iterable[Path], options: ImportOptions) 
             raise
         timings["read_and_stage"] = time.perf_counter() - t0
 
+        tp = time.perf_counter()
         conn = engine.connect()
         sqlite = conn.dialect.name == "sqlite"
         if sqlite:
             _sqlite_tune(conn)
         staging.expose(conn, staged)
-        if FileKind.MAILBOX in staged.kinds:
-            dups = merge.duplicate_mailboxes(conn)
-            conn.rollback()
+        dups = merge.prepare(conn, staged.kinds)
+        if dups:
             try:
                 for seq, address, first_seq in dups:
                     job, line = staged.where(seq)
@@ -208,6 +208,7 @@ def import_files(engine: Engine, paths: Iterable[Path], options: ImportOptions) 
                 _journal_refused(engine, options)
                 raise
             staging.delete_rows(conn, staged, FileKind.MAILBOX, [d[0] for d in dups])
+        timings["prepare"] = time.perf_counter() - tp
 
         t1 = time.perf_counter()
         if progress:
@@ -235,8 +236,9 @@ def import_files(engine: Engine, paths: Iterable[Path], options: ImportOptions) 
             t2 = time.perf_counter()
             if progress:
                 progress(Progress("index"))
-            search_index.mark_import(conn, imp)
-            result.index = search_index.refresh_marked(conn)
+            changed = sum(c.added + c.changed + c.deactivated
+                          for c in (result.practitioners, result.mailboxes))
+            result.index = search_index.refresh_after_import(conn, imp, changed)
             result.documents = int(
                 conn.execute(text("SELECT count(*) FROM directory_doc")).scalar_one()
             )

@@ -29,7 +29,7 @@ from sqlalchemy import Connection, DateTime, bindparam, text
 from sqlalchemy.sql.elements import TextClause
 
 from directory import records, search_index, staging
-from directory.formats import P
+from directory.formats import FileKind, P
 from directory.tables import SOURCE_IMPORT
 
 _TS = DateTime(timezone=True)
@@ -86,31 +86,76 @@ KEYS = "directory_stage_keys"
 ADDRESSES = "directory_stage_addresses"
 
 
+def _key_table(conn: Connection) -> tuple[str, str]:
+    """(64-bit integer type, table option) of a temporary key table: on SQLite the key is
+    the table (``WITHOUT ROWID``: one B-tree instead of a table and its index)."""
+    if conn.dialect.name == "sqlite":
+        return "INTEGER", " WITHOUT ROWID"
+    return "BIGINT", ""
+
+
+def prepare(conn: Connection, kinds: set[FileKind]) -> list[tuple[int, str, int]]:
+    """Index the staged keys, before the merge transaction; return the repeated addresses.
+
+    Builds temporary tables of this connection (on SQLite they live in the temporary
+    database: building them takes no lock on the directory, and they are sorted once,
+    then filled in order): :data:`ADDRESSES`, every staged mailbox address with the
+    ``seq`` of its first line, and — when the directory already holds practitioners, for
+    the delta — :data:`KEYS`, every staged (practitioner, activity) key. Returns
+    ``(seq, address, seq of the first occurrence)`` of each repeated address, in file order
+    (the caller drops those lines before the merge).
+    """
+    big, rowid = _key_table(conn)
+    repeated: list[tuple[int, str, int]] = []
+    conn.info.pop(KEYS, None)
+    with conn.begin():
+        if FileKind.MAILBOX in kinds:
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {ADDRESSES}")
+            conn.exec_driver_sql(
+                f"CREATE TEMP TABLE {ADDRESSES} (address TEXT PRIMARY KEY, "
+                f"seq {big} NOT NULL){rowid}"
+            )
+            distinct = conn.exec_driver_sql(
+                f"INSERT INTO {ADDRESSES} (address, seq) SELECT address, min(seq) "
+                f"FROM {staging.MAILBOX} GROUP BY address ORDER BY address"
+            ).rowcount
+            staged = int(conn.exec_driver_sql(
+                f"SELECT count(*) FROM {staging.MAILBOX}").scalar_one())
+            if distinct != staged:
+                repeated = [(int(a), str(b), int(c)) for a, b, c in conn.exec_driver_sql(
+                    f"SELECT s.seq, s.address, k.seq FROM {staging.MAILBOX} s "
+                    f"JOIN {ADDRESSES} k ON k.address = s.address WHERE s.seq <> k.seq "
+                    "ORDER BY s.seq"
+                )]
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql(f"ANALYZE {ADDRESSES}")
+        if FileKind.PERSON in kinds and _exists(conn, "SELECT 1 FROM practitioner"):
+            _stage_keys(conn)
+    return repeated
+
+
 def _stage_keys(conn: Connection) -> None:
-    """The staged (practitioner, activity) keys, indexed, for the delta."""
-    big = "INTEGER" if conn.dialect.name == "sqlite" else "BIGINT"
+    """:data:`KEYS`, for the delta (once per connection: :func:`prepare` or the merge).
+
+    The delta compares with the staged keys through an index: NOT IN over millions of
+    rows can degrade into a scan per row (PostgreSQL past work_mem, SQLite row values).
+    """
+    if conn.info.get(KEYS):
+        return
+    big, rowid = _key_table(conn)
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {KEYS}")
     conn.exec_driver_sql(
         f"CREATE TEMP TABLE {KEYS} (pid {big} NOT NULL, act_key {big} NOT NULL, "
-        "PRIMARY KEY (pid, act_key))"
+        f"PRIMARY KEY (pid, act_key)){rowid}"
     )
+    # (lines come grouped by practitioner, mostly in key order: no sort)
     conn.exec_driver_sql(
         f"INSERT INTO {KEYS} (pid, act_key) SELECT pid, act_key FROM {staging.PERSON} "
         "WHERE true ON CONFLICT DO NOTHING"
     )
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql(f"ANALYZE {KEYS}")
-
-
-def _stage_addresses(conn: Connection) -> None:
-    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {ADDRESSES}")
-    conn.exec_driver_sql(f"CREATE TEMP TABLE {ADDRESSES} (address TEXT PRIMARY KEY)")
-    conn.exec_driver_sql(
-        f"INSERT INTO {ADDRESSES} (address) SELECT address FROM {staging.MAILBOX} "
-        "WHERE true ON CONFLICT DO NOTHING"
-    )
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(f"ANALYZE {ADDRESSES}")
+    conn.info[KEYS] = True
 
 
 def merge_practitioners(conn: Connection, imp: int, now: datetime, result: MergeResult) -> None:
@@ -164,10 +209,7 @@ def merge_practitioners(conn: Connection, imp: int, now: datetime, result: Merge
     # activities: reactivate the ones seen again, add the new ones, retire the missing ones
     acts = result.activities
     if had_rows:
-        # The delta compares with the staged keys through an index: NOT IN over millions of
-        # rows can degrade into a scan per row (PostgreSQL past work_mem, SQLite row values).
-        _stage_keys(conn)
-    if had_rows and _exists(conn, "SELECT 1 FROM practitioner_activity WHERE active = false"):
+        _stage_keys(conn)  # (built beforehand, unless the directory was empty then)
         res = conn.execute(
             text(f"""
                 UPDATE practitioner_activity SET active = true, inactive_since = NULL,
@@ -191,14 +233,17 @@ def merge_practitioners(conn: Connection, imp: int, now: datetime, result: Merge
     )
     acts.added = max(res.rowcount, 0)
     if had_rows:
+        # the missing keys are found by walking the (practitioner, activity) index beside
+        # the staged keys, in the same order; only those rows are then read
         res = conn.execute(
             _sql(f"""
                 UPDATE practitioner_activity SET active = false, inactive_since = :now,
                     changed_import = :imp
-                WHERE active = true AND source = '{SOURCE_IMPORT}' AND created_import <> :imp
-                  AND NOT EXISTS (
-                    SELECT 1 FROM {KEYS} k WHERE k.pid = practitioner_activity.practitioner_id
-                      AND k.act_key = practitioner_activity.act_key)
+                WHERE id IN (
+                    SELECT a.id FROM practitioner_activity a WHERE NOT EXISTS (
+                        SELECT 1 FROM {KEYS} k
+                        WHERE k.pid = a.practitioner_id AND k.act_key = a.act_key))
+                  AND active = true AND source = '{SOURCE_IMPORT}' AND created_import <> :imp
             """),
             params,
         )
@@ -345,28 +390,6 @@ def apply_activity_overrides(conn: Connection, pid: int, overrides: records.Over
     return changed
 
 
-def duplicate_mailboxes(conn: Connection) -> list[tuple[int, str, int]]:
-    """(seq, address, seq of the first occurrence) of each repeated address, in file order."""
-    stage = staging.MAILBOX
-    repeated = bool(conn.execute(
-        text(f"SELECT (SELECT count(*) FROM {stage}) <> "
-             f"(SELECT count(DISTINCT address) FROM {stage})")
-    ).scalar())
-    if not repeated:
-        return []
-    rows = conn.execute(
-        text(f"""
-            SELECT s.seq, s.address, f.first_seq
-            FROM {stage} s JOIN (SELECT address, min(seq) AS first_seq FROM {stage}
-                                 GROUP BY address HAVING count(*) > 1) f
-              ON f.address = s.address
-            WHERE s.seq <> f.first_seq
-            ORDER BY s.seq
-        """)
-    ).all()
-    return [(int(a), str(b), int(c)) for a, b, c in rows]
-
-
 def merge_mailboxes(conn: Connection, imp: int, now: datetime, result: MergeResult) -> None:
     """Upsert mailboxes from the mailbox staging table; delta."""
     params = {"imp": imp, "now": now}
@@ -417,18 +440,19 @@ def merge_mailboxes(conn: Connection, imp: int, now: datetime, result: MergeResu
     touched = max(upsert.rowcount, 0)
     counts = result.mailboxes
     if had_rows:
-        _stage_addresses(conn)
         counts.added = int(conn.execute(
             text("SELECT count(*) FROM directory_mailbox WHERE created_import = :imp"), params
         ).scalar_one())
+        # the missing addresses: the address index walked beside the staged ones
         res = conn.execute(
             _sql(f"""
                 UPDATE directory_mailbox SET listed = false, active = false,
                     inactive_since = coalesce(inactive_since, :now),
                     updated_at = :now, changed_import = :imp
-                WHERE listed = true AND source = '{SOURCE_IMPORT}' AND created_import <> :imp
-                  AND NOT EXISTS (SELECT 1 FROM {ADDRESSES} k
-                                  WHERE k.address = directory_mailbox.address)
+                WHERE id IN (
+                    SELECT m.id FROM directory_mailbox m WHERE NOT EXISTS (
+                        SELECT 1 FROM {ADDRESSES} k WHERE k.address = m.address))
+                  AND listed = true AND source = '{SOURCE_IMPORT}' AND created_import <> :imp
             """),
             params,
         )
@@ -443,7 +467,8 @@ def _mailbox_overrides(conn: Connection, imp: int, now: datetime, result: MergeR
     rows = conn.execute(
         text("SELECT m.id, m.address, m.raw, m.mailbox_type, m.national_id, m.name_terms, "
              "m.terms, m.listed, m.active, m.overrides FROM directory_mailbox m "
-             f"JOIN {staging.MAILBOX} s ON s.address = m.address WHERE m.overrides IS NOT NULL")
+             "WHERE m.overrides IS NOT NULL AND EXISTS "
+             f"(SELECT 1 FROM {ADDRESSES} k WHERE k.address = m.address)")
     ).all()
     for row in rows:
         overrides = records.load_overrides(row.overrides)

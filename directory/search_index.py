@@ -9,8 +9,8 @@ directory). Red-listed mailboxes are in no document, so search never shows them.
 A document's ``pos`` is its alphabetical rank times :data:`GAP`. The FTS5 table uses it as its
 rowid and PostgreSQL orders by it, so the first page of a query comes out of the index in
 order, without sorting every match. A full rebuild renumbers everything; afterwards, changed
-documents are re-inserted between their alphabetical neighbours (half-way in the gap). When
-a gap is exhausted the index is renumbered.
+documents are re-inserted between their alphabetical neighbours (the new documents that fall
+into the same gap share it evenly). When a gap is exhausted the index is renumbered.
 
 Both backends use the same positions, computed by the same statements, so results and their
 order are identical.
@@ -81,6 +81,12 @@ def _is_sqlite(conn: Connection) -> bool:
     return conn.dialect.name == "sqlite"
 
 
+def _by_key(conn: Connection) -> str:
+    """Ordering by sort key, byte by byte on both backends (as ``directory_doc``'s index
+    compares them: ``BinaryText``), whatever PostgreSQL's default collation."""
+    return "sort_key" if _is_sqlite(conn) else 'sort_key COLLATE "C"'
+
+
 def rebuild(conn: Connection) -> int:
     """Renumber and re-index every document; return how many there are."""
     sqlite = _is_sqlite(conn)
@@ -94,7 +100,7 @@ def rebuild(conn: Connection) -> int:
     conn.execute(
         text(f"""
             INSERT INTO directory_doc (pos, kind, ref_id, sort_key, terms)
-            SELECT row_number() OVER (ORDER BY d.sort_key) * :gap,
+            SELECT row_number() OVER (ORDER BY d.{_by_key(conn)}) * :gap,
                    d.kind, d.ref_id, d.sort_key, d.terms
             FROM ({_practitioner_docs(conn, '')} UNION ALL {_mailbox_docs('')}) d
         """),
@@ -189,52 +195,88 @@ def refresh_marked(conn: Connection, *, force_full: bool = False) -> str:
     return "incremental"
 
 
+def refresh_after_import(conn: Connection, imp: int, changed: int) -> str:
+    """Bring the documents up to date after an import that ``changed`` that many entries.
+
+    When the import changed at least :data:`FULL_REBUILD_SHARE` of the documents (a first
+    import), everything is rebuilt at once without first collecting what changed.
+    """
+    total = int(conn.execute(text("SELECT count(*) FROM directory_doc")).scalar_one())
+    if changed >= FULL_REBUILD_SHARE * max(total, 1):
+        rebuild(conn)
+        return "full"
+    mark_import(conn, imp)
+    return refresh_marked(conn)
+
+
+NEW = "directory_doc_new"
+
+
 def _patch(conn: Connection) -> None:
+    """Replace the documents of everything marked; the new ones slot into the gaps.
+
+    Set-based: the new documents falling between the same two neighbours share that gap
+    evenly; when a gap is too narrow for them, :class:`_Renumber`.
+    """
     sqlite = _is_sqlite(conn)
     # 1. remove the old documents of everything affected
-    old = conn.execute(
-        text(f"SELECT d.pos, d.terms FROM directory_doc d JOIN {AFFECTED} a "
-             "ON a.kind = d.kind AND a.ref_id = d.ref_id")
-    ).all()
-    if old:
-        if sqlite:
-            conn.exec_driver_sql(
-                f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rowid, terms) VALUES ('delete', ?, ?)",
-                [(pos, terms) for pos, terms in old],
-            )
-        conn.execute(
-            text(f"DELETE FROM directory_doc WHERE EXISTS (SELECT 1 FROM {AFFECTED} a "
-                 "WHERE a.kind = directory_doc.kind AND a.ref_id = directory_doc.ref_id)")
+    old = (f"FROM {AFFECTED} a JOIN directory_doc d ON d.kind = a.kind "
+           "AND d.ref_id = a.ref_id")
+    if sqlite:
+        # in rowid order: FTS5 flushes its pending changes whenever a rowid goes backwards
+        conn.exec_driver_sql(
+            f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rowid, terms) "
+            f"SELECT 'delete', d.pos, d.terms {old} ORDER BY d.pos"
         )
-    # 2. compute their new documents and slot each between its neighbours
+    conn.exec_driver_sql(f"DELETE FROM directory_doc WHERE pos IN (SELECT d.pos {old})")
+    # 2. compute their new documents and place each between its neighbours
+    big, key = ("INTEGER", "TEXT") if sqlite else ("BIGINT", 'TEXT COLLATE "C"')
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {NEW}")
+    conn.exec_driver_sql(
+        f"CREATE TEMP TABLE {NEW} (pos {big} NOT NULL, kind TEXT NOT NULL, ref_id {big} NOT "
+        f"NULL, sort_key {key} NOT NULL, terms TEXT NOT NULL, tight BOOLEAN NOT NULL)"
+    )
     p_where = f"AND p.id IN (SELECT ref_id FROM {AFFECTED} WHERE kind = '{DOC_PRACTITIONER}')"
     m_where = f"AND m.id IN (SELECT ref_id FROM {AFFECTED} WHERE kind = '{DOC_MAILBOX}')"
-    new = conn.execute(
-        text(f"SELECT * FROM ({_practitioner_docs(conn, p_where)} "
-             f"UNION ALL {_mailbox_docs(m_where)}) d ORDER BY d.sort_key"),
-        {"sep": SORT_SEPARATOR},
-    ).all()
-    before = text(
-        "SELECT pos FROM directory_doc WHERE sort_key < :k ORDER BY sort_key DESC LIMIT 1"
+    # lo/hi: the positions of the neighbours (NULL: none); rn/cnt: rank and number of the
+    # new documents sharing that gap
+    conn.execute(
+        text(f"""
+            INSERT INTO {NEW} (pos, kind, ref_id, sort_key, terms, tight)
+            SELECT CASE
+                     WHEN lo IS NULL AND hi IS NULL THEN rn * :gap
+                     WHEN lo IS NULL THEN hi - (cnt - rn + 1) * :gap
+                     WHEN hi IS NULL THEN lo + rn * :gap
+                     ELSE lo + (hi - lo) / (cnt + 1) * rn
+                   END,
+                   kind, ref_id, sort_key, terms,
+                   lo IS NOT NULL AND hi IS NOT NULL AND hi - lo <= cnt
+            FROM (
+                SELECT g.*, row_number() OVER (PARTITION BY lo, hi ORDER BY {_by_key(conn)}) AS rn,
+                       count(*) OVER (PARTITION BY lo, hi) AS cnt
+                FROM (
+                    SELECT n.*,
+                        (SELECT d.pos FROM directory_doc d WHERE d.sort_key < n.sort_key
+                         ORDER BY d.sort_key DESC LIMIT 1) AS lo,
+                        (SELECT d.pos FROM directory_doc d WHERE d.sort_key > n.sort_key
+                         ORDER BY d.sort_key LIMIT 1) AS hi
+                    FROM ({_practitioner_docs(conn, p_where)}
+                          UNION ALL {_mailbox_docs(m_where)}) n
+                ) g
+            ) w
+        """),
+        {"sep": SORT_SEPARATOR, "gap": GAP},
     )
-    after = text("SELECT pos FROM directory_doc WHERE sort_key > :k ORDER BY sort_key LIMIT 1")
-    insert = text(
+    if conn.execute(text(f"SELECT EXISTS (SELECT 1 FROM {NEW} WHERE tight)")).scalar() in (
+        1, True
+    ):
+        raise _Renumber
+    conn.exec_driver_sql(
         "INSERT INTO directory_doc (pos, kind, ref_id, sort_key, terms) "
-        "VALUES (:pos, :kind, :ref, :k, :terms)"
+        f"SELECT pos, kind, ref_id, sort_key, terms FROM {NEW}"
     )
-    for kind, ref, key, terms in new:
-        lo: int | None = conn.execute(before, {"k": key}).scalar()
-        hi: int | None = conn.execute(after, {"k": key}).scalar()
-        if lo is None:
-            pos = GAP if hi is None else int(hi) - GAP
-        elif hi is None:
-            pos = int(lo) + GAP
-        else:
-            if int(hi) - int(lo) < 2:
-                raise _Renumber
-            pos = (int(lo) + int(hi)) // 2
-        conn.execute(insert, {"pos": pos, "kind": kind, "ref": ref, "k": key, "terms": terms})
-        if sqlite:
-            conn.exec_driver_sql(
-                f"INSERT INTO {FTS_TABLE}(rowid, terms) VALUES (?, ?)", (pos, terms)
-            )
+    if sqlite:
+        conn.exec_driver_sql(
+            f"INSERT INTO {FTS_TABLE}(rowid, terms) SELECT pos, terms FROM {NEW} ORDER BY pos"
+        )
+    conn.exec_driver_sql(f"DELETE FROM {NEW}")

@@ -1,0 +1,82 @@
+"""The search documents after an incremental refresh are those of a full rebuild, in the same
+order (both backends)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Engine, text
+
+from directory import search, search_index
+from directory.search import Query
+from tests.directory.conftest import LATER, run_import, write_person
+from tests.directory.test_search import practitioner
+
+BASE = [practitioner(i, "DURAND", f"Prénom{chr(65 + i % 26)}{chr(65 + i // 26)}")
+        for i in range(100)]
+
+
+def _docs(engine: Engine) -> list[tuple[str, int, frozenset[str]]]:
+    """The documents in position order (their terms as token sets: FTS sees no order)."""
+    with engine.connect() as conn:
+        return [(str(k), int(r), frozenset(str(t).split())) for k, r, t in conn.execute(
+            text("SELECT kind, ref_id, terms FROM directory_doc ORDER BY pos"))]
+
+
+def _in_key_order(engine: Engine) -> bool:
+    with engine.connect() as conn:
+        by_pos = conn.execute(text("SELECT pos FROM directory_doc ORDER BY pos")).all()
+        by_key = conn.execute(text("SELECT pos FROM directory_doc ORDER BY sort_key")).all()
+    return by_pos == by_key
+
+
+def _fts_intact(engine: Engine) -> None:
+    if engine.dialect.name == "sqlite":
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO directory_fts(directory_fts) VALUES ('integrity-check')")
+
+
+def _found(engine: Engine, typed: str) -> list[str]:
+    with engine.connect() as conn:
+        return [h.name for h in search.search(conn, Query(text=typed, per_page=100)).hits]
+
+
+def test_an_incremental_refresh_equals_a_full_rebuild(engine: Engine, tmp_path: Path) -> None:
+    run_import(engine, write_person(tmp_path / "v1.txt", BASE))
+    # six new practitioners in one gap (between «durand prenombb» and «durand prenombc»),
+    # one before every document, one after, a renamed one and a removed one
+    new = [practitioner(200 + i, "DURAND", f"PrénomBB{chr(65 + i)}") for i in range(6)]
+    new += [practitioner(300, "AARON", "Ada"), practitioner(301, "ZOLA", "Zoé")]
+    later = [*BASE[:10], practitioner(10, "DUPONT", "Renée"), *BASE[12:], *new]
+    res = run_import(engine, write_person(tmp_path / "v2.txt", later), now=LATER)
+    assert res.merge.index == "incremental"
+    assert (res.merge.practitioners.added, res.merge.practitioners.changed,
+            res.merge.practitioners.deactivated) == (8, 1, 1)
+    patched = _docs(engine)
+    assert _in_key_order(engine)
+    _fts_intact(engine)
+    assert _found(engine, "durand prénombb") == [
+        "Docteur PrénomBB DURAND", *(f"Docteur PrénomBB{chr(65 + i)} DURAND" for i in range(6))]
+    with engine.begin() as conn:
+        search_index.rebuild(conn)
+    assert _docs(engine) == patched
+
+
+def test_a_gap_too_narrow_renumbers_every_document(engine: Engine, tmp_path: Path) -> None:
+    run_import(engine, write_person(tmp_path / "v1.txt", BASE))
+    with engine.begin() as conn:  # positions 1, 2, 3…: no room left between neighbours
+        conn.execute(text("UPDATE directory_doc SET pos = pos / :gap"),
+                     {"gap": search_index.GAP})
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("INSERT INTO directory_fts(directory_fts) VALUES ('rebuild')")
+    extra = practitioner(200, "DURAND", "PrénomBBA")
+    res = run_import(engine, write_person(tmp_path / "v2.txt", [*BASE, extra]), now=LATER)
+    assert res.merge.index == "full"
+    with engine.connect() as conn:
+        positions = [int(p) for (p,) in conn.execute(
+            text("SELECT pos FROM directory_doc ORDER BY pos"))]
+    assert positions == [search_index.GAP * (i + 1) for i in range(len(BASE) + 1)]
+    assert _in_key_order(engine)
+    _fts_intact(engine)
+    assert "Docteur PrénomBBA DURAND" in _found(engine, "durand prénombb")
