@@ -40,36 +40,36 @@ def _special(m: re.Match[str]) -> str:
     return _SPECIAL[m.group()]
 
 
-#: Every ASCII character that is not ``[a-z0-9]`` (applied after case folding), mapped to a
-#: space / deleted: what ``_NON_TOKEN`` matches, as tables for :meth:`str.translate`.
-_NON_TOKEN_ASCII = [c for c in range(128) if _NON_TOKEN.fullmatch(chr(c))]
-_TO_SPACE = dict.fromkeys(_NON_TOKEN_ASCII, " ")
-_TO_NOTHING = dict.fromkeys(_NON_TOKEN_ASCII)
+#: Every ASCII character that is not ``[a-z0-9]`` (applied after case folding): what
+#: ``_NON_TOKEN`` matches, as tables for :meth:`bytes.translate` (much faster than the
+#: regular expression, or :meth:`str.translate`, on these short strings).
+_NON_TOKEN_BYTES = bytes(c for c in range(128) if _NON_TOKEN.fullmatch(chr(c)))
+_TO_SPACE = bytes(32 if c in _NON_TOKEN_BYTES else c for c in range(256))
 
 
-def _ascii(text: str) -> str:
+def _ascii(text: str) -> bytes:
     """Case-folded ASCII: accents dropped, the few letters NFKD keeps whole spelt out."""
     t = text.casefold()
-    if not t.isascii():
-        if _SPECIAL_RE.search(t):
-            t = _SPECIAL_RE.sub(_special, t)
-        t = unicodedata.normalize("NFKD", t).encode("ascii", "ignore").decode("ascii")
-    return t
+    if t.isascii():
+        return t.encode("ascii")
+    if _SPECIAL_RE.search(t):
+        t = _SPECIAL_RE.sub(_special, t)
+    return unicodedata.normalize("NFKD", t).encode("ascii", "ignore")
 
 
 def fold(text: str) -> str:
     """Lower-case ASCII words separated by single spaces: «Le-Fèvre» → ``le fevre``."""
-    return " ".join(_ascii(text).translate(_TO_SPACE).split())
+    return " ".join(words(text))
 
 
 def words(text: str) -> list[str]:
     """The folded words of ``text``."""
-    return _ascii(text).translate(_TO_SPACE).split()
+    return _ascii(text).translate(_TO_SPACE).decode("ascii").split()
 
 
 def compact(text: str) -> str:
     """The folded letters of ``text`` without separators: «LE FEVRE» → ``lefevre``."""
-    return _ascii(text).translate(_TO_NOTHING)
+    return _ascii(text).translate(None, _NON_TOKEN_BYTES).decode("ascii")
 
 
 def letters(word: str) -> str:

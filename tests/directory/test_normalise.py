@@ -49,7 +49,7 @@ _NON_TOKEN = re.compile(r"[^a-z0-9]+")
 
 def _reference_fold(text: str) -> str:
     """The regular-expression folding the fast one (str.translate) replaced."""
-    return _NON_TOKEN.sub(" ", nz._ascii(text)).strip()
+    return _NON_TOKEN.sub(" ", nz._ascii(text).decode("ascii")).strip()
 
 
 @given(st.text(max_size=40) | st.text(alphabet="aZé-_. @'\t\u2102Œß9", max_size=20))
