@@ -69,14 +69,26 @@ def run_import(url: str, files: list[str], workers: int | None) -> dict[str, obj
     res = import_files(engine, [Path(f) for f in files], ImportOptions(workers=workers))
     elapsed = time.perf_counter() - t
     engine.dispose()
+    me, children = (resource.getrusage(w) for w in (resource.RUSAGE_SELF,
+                                                     resource.RUSAGE_CHILDREN))
     return {
         "seconds": elapsed,
         "lines": res.lines,
         "timings": res.timings,
         "summary": res.summary_lines(),
-        "rss_main_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "rss_workers_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        "rss_main_mib": me.ru_maxrss / 1024,
+        "rss_workers_mib": children.ru_maxrss / 1024,
+        "cpu_main_s": me.ru_utime + me.ru_stime,
+        "cpu_workers_s": children.ru_utime + children.ru_stime,
     }
+
+
+def _phases(result: dict[str, object]) -> str:
+    """The phases' wall-clock times, and the CPU time spent (robust on a busy machine)."""
+    return ("  phases: " + ", ".join(
+        f"{k} {v:.1f} s" for k, v in result["timings"].items())  # type: ignore[attr-defined]
+        + f"; CPU: importing process {result['cpu_main_s']:.1f} s, parsing workers "
+        f"{result['cpu_workers_s']:.1f} s")
 
 
 def _tree_rss(proc: psutil.Process) -> int:
@@ -258,8 +270,7 @@ def main() -> int:
         peak = float(first["peak_tree_mib"])  # type: ignore[arg-type]
         print("\n".join(first["summary"]))  # type: ignore[arg-type]
         print(f"import: {lines} lines in {secs:.1f} s = {rate:,.0f} lines/s")
-        print("  phases: " + ", ".join(
-            f"{k} {v:.1f} s" for k, v in first["timings"].items()))  # type: ignore[attr-defined]
+        print(_phases(first))
         print(f"  peak memory: {peak:.0f} MiB resident for the importing process and its "
               f"parsing workers together ({first['samples']} samples every "
               f"{SAMPLE_EVERY * 1000:.0f} ms); alone: importing process "
@@ -277,6 +288,7 @@ def main() -> int:
         print(f"delta import (1 % removed, 1 % changed, both files): {dsecs:.1f} s = "
               f"{int(delta['lines']) / dsecs:,.0f} lines/s, "  # type: ignore[call-overload]
               f"peak memory {float(delta['peak_tree_mib']):.0f} MiB")  # type: ignore[arg-type]
+        print(_phases(delta))
         print("  " + " | ".join(delta["summary"][3:6]))  # type: ignore[index]
 
         lat = _search_latency(url, args.queries)

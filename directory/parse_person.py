@@ -184,9 +184,9 @@ class PersonParser:
                 # the line without its trailing separator)
                 if new:
                     prev_nat, key = nat, int(nat)
-                    person_raw: str | None = sep.join(f[head])
-                    prefix = person_raw + sep
+                    prefix = sep.join(f[head]) + sep
                     start = len(prefix)
+                    person_raw: str | None = prefix[:-1]
                     names: str | None = names_of(f[i_last], f[i_first])
                     national: str | None = nat
                 else:
