@@ -3,14 +3,19 @@
 Phases, on a connection of the import's own:
 
 1. **read and stage** — each file (or zip member) is recognised from its header, streamed,
-   validated line by line, and loaded into temporary staging tables. Only temporary tables
-   are written, so on SQLite the database's write lock is not taken yet and the running
-   server keeps writing mail meanwhile.
-2. **merge** — in *one* transaction (``BEGIN IMMEDIATE`` on SQLite, an advisory lock on
+   validated line by line, and loaded into temporary staging tables (in parallel worker
+   processes, :mod:`directory.staging`). Only temporary tables are written, so on SQLite the
+   database's write lock is not taken yet and the running server keeps writing mail
+   meanwhile.
+2. **prepare** — still without the write lock: the staged mailbox addresses (and, for a
+   delta, the staged practitioner and activity keys) are indexed in temporary tables, and
+   repeated addresses are reported (:func:`directory.merge.prepare`).
+3. **merge** — in *one* transaction (``BEGIN IMMEDIATE`` on SQLite, an advisory lock on
    PostgreSQL against a concurrent import): set-based upserts and the delta
-   (:mod:`directory.merge`), the search documents (:mod:`directory.search_index`), the import
-   log row and the audit journal entry. A crash or ``kill -9`` at any point before the commit
-   leaves the previous directory exactly as it was.
+   (:mod:`directory.merge`), the search documents (:mod:`directory.search_index`: rebuilt
+   at once after a first import, patched after a small delta), the import log row and the
+   audit journal entry. A crash or ``kill -9`` at any point before the commit leaves the
+   previous directory exactly as it was.
 
 SQLite stays in WAL mode with ``synchronous=FULL``: in WAL mode only the commit syncs, so a
 large transaction costs one fsync; relaxing it would gain nothing and lose durability. The

@@ -84,6 +84,7 @@ def _exists(conn: Connection, sql: str, params: dict[str, Any] | None = None) ->
 
 KEYS = "directory_stage_keys"
 ADDRESSES = "directory_stage_addresses"
+BOX_CHANGES = "directory_stage_mailbox_changes"
 
 
 def _key_table(conn: Connection) -> tuple[str, str]:
@@ -395,16 +396,31 @@ def merge_mailboxes(conn: Connection, imp: int, now: datetime, result: MergeResu
     params = {"imp": imp, "now": now}
     stage = staging.MAILBOX
     had_rows = _exists(conn, "SELECT 1 FROM directory_mailbox")
+    added: int | None = None
     if had_rows:
+        # One pass over the staged mailboxes finds the new and changed ones (the upsert below
+        # would leave every other one as it is); only those are then written.
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {BOX_CHANGES}")
+        conn.exec_driver_sql(f"""
+            CREATE TEMP TABLE {BOX_CHANGES} AS
+            SELECT s.address, s.mailbox_type, s.national_id, s.pid, s.raw, s.name_terms,
+                   s.terms, m.id AS old_id, m.practitioner_id AS old_pid,
+                   m.overrides IS NOT NULL AS overridden
+            FROM {stage} s LEFT JOIN directory_mailbox m ON m.address = s.address
+            WHERE m.id IS NULL OR m.raw <> s.raw OR m.source <> '{SOURCE_IMPORT}'
+               OR m.listed = false
+        """)
+        added = int(conn.exec_driver_sql(
+            f"SELECT count(*) FROM {BOX_CHANGES} WHERE old_id IS NULL").scalar_one())
         # a personal mailbox moving to another practitioner changes the old one's document
         search_index.mark(conn, practitioners=[
-            r[0] for r in conn.execute(text(f"""
-                SELECT m.practitioner_id FROM directory_mailbox m JOIN {stage} s
-                    ON s.address = m.address
-                WHERE m.practitioner_id IS NOT NULL AND m.overrides IS NULL
-                  AND (s.pid IS NULL OR s.pid <> m.practitioner_id)
-            """))
+            r[0] for r in conn.exec_driver_sql(f"""
+                SELECT old_pid FROM {BOX_CHANGES}
+                WHERE old_pid IS NOT NULL AND NOT overridden
+                  AND (pid IS NULL OR pid <> old_pid)
+            """)
         ])
+        stage = BOX_CHANGES
 
     def keep(col: str, new: str | None = None) -> str:
         return (f"CASE WHEN directory_mailbox.overrides IS NULL THEN {new or 'excluded.' + col} "
@@ -439,10 +455,8 @@ def merge_mailboxes(conn: Connection, imp: int, now: datetime, result: MergeResu
     )
     touched = max(upsert.rowcount, 0)
     counts = result.mailboxes
+    counts.added = touched if added is None else added
     if had_rows:
-        counts.added = int(conn.execute(
-            text("SELECT count(*) FROM directory_mailbox WHERE created_import = :imp"), params
-        ).scalar_one())
         # the missing addresses: the address index walked beside the staged ones
         res = conn.execute(
             _sql(f"""
@@ -458,8 +472,6 @@ def merge_mailboxes(conn: Connection, imp: int, now: datetime, result: MergeResu
         )
         counts.deactivated = max(res.rowcount, 0)
         _mailbox_overrides(conn, imp, now, result)
-    else:
-        counts.added = touched
     counts.changed = touched - counts.added
 
 

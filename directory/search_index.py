@@ -210,18 +210,42 @@ def refresh_after_import(conn: Connection, imp: int, changed: int) -> str:
 
 
 NEW = "directory_doc_new"
+PLACED = "directory_doc_placed"
 
 
 def _patch(conn: Connection) -> None:
     """Replace the documents of everything marked; the new ones slot into the gaps.
 
-    Set-based: the new documents falling between the same two neighbours share that gap
-    evenly; when a gap is too narrow for them, :class:`_Renumber`.
+    Set-based: a document identical to its old one stays where it is (nothing to re-index);
+    the new documents falling between the same two neighbours share that gap evenly; when a
+    gap is too narrow for them, :class:`_Renumber`.
     """
     sqlite = _is_sqlite(conn)
-    # 1. remove the old documents of everything affected
+    big, key = ("INTEGER", "TEXT") if sqlite else ("BIGINT", 'TEXT COLLATE "C"')
+    # 1. the documents of everything affected, as they are now
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {NEW}")
+    conn.exec_driver_sql(
+        f"CREATE TEMP TABLE {NEW} (kind TEXT NOT NULL, ref_id {big} NOT NULL, "
+        f"sort_key {key} NOT NULL, terms TEXT NOT NULL, same BOOLEAN NOT NULL, "
+        "PRIMARY KEY (kind, ref_id))"
+    )
+    p_where = f"AND p.id IN (SELECT ref_id FROM {AFFECTED} WHERE kind = '{DOC_PRACTITIONER}')"
+    m_where = f"AND m.id IN (SELECT ref_id FROM {AFFECTED} WHERE kind = '{DOC_MAILBOX}')"
+    conn.execute(
+        text(f"""
+            INSERT INTO {NEW} (kind, ref_id, sort_key, terms, same)
+            SELECT n.kind, n.ref_id, n.sort_key, n.terms, EXISTS (
+                       SELECT 1 FROM directory_doc d WHERE d.kind = n.kind
+                          AND d.ref_id = n.ref_id AND d.sort_key = n.sort_key
+                          AND d.terms = n.terms)
+            FROM ({_practitioner_docs(conn, p_where)} UNION ALL {_mailbox_docs(m_where)}) n
+        """),
+        {"sep": SORT_SEPARATOR},
+    )
+    # 2. remove the old documents that changed or went away
     old = (f"FROM {AFFECTED} a JOIN directory_doc d ON d.kind = a.kind "
-           "AND d.ref_id = a.ref_id")
+           f"AND d.ref_id = a.ref_id WHERE NOT EXISTS (SELECT 1 FROM {NEW} n "
+           "WHERE n.kind = d.kind AND n.ref_id = d.ref_id AND n.same)")
     if sqlite:
         # in rowid order: FTS5 flushes its pending changes whenever a rowid goes backwards
         conn.exec_driver_sql(
@@ -229,20 +253,16 @@ def _patch(conn: Connection) -> None:
             f"SELECT 'delete', d.pos, d.terms {old} ORDER BY d.pos"
         )
     conn.exec_driver_sql(f"DELETE FROM directory_doc WHERE pos IN (SELECT d.pos {old})")
-    # 2. compute their new documents and place each between its neighbours
-    big, key = ("INTEGER", "TEXT") if sqlite else ("BIGINT", 'TEXT COLLATE "C"')
-    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {NEW}")
+    # 3. place the others between their neighbours: lo/hi, the positions of the neighbours
+    # (NULL: none); rn/cnt, rank and number of the new documents sharing that gap
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {PLACED}")
     conn.exec_driver_sql(
-        f"CREATE TEMP TABLE {NEW} (pos {big} NOT NULL, kind TEXT NOT NULL, ref_id {big} NOT "
-        f"NULL, sort_key {key} NOT NULL, terms TEXT NOT NULL, tight BOOLEAN NOT NULL)"
+        f"CREATE TEMP TABLE {PLACED} (pos {big} NOT NULL, kind TEXT NOT NULL, ref_id {big} "
+        f"NOT NULL, sort_key {key} NOT NULL, terms TEXT NOT NULL, tight BOOLEAN NOT NULL)"
     )
-    p_where = f"AND p.id IN (SELECT ref_id FROM {AFFECTED} WHERE kind = '{DOC_PRACTITIONER}')"
-    m_where = f"AND m.id IN (SELECT ref_id FROM {AFFECTED} WHERE kind = '{DOC_MAILBOX}')"
-    # lo/hi: the positions of the neighbours (NULL: none); rn/cnt: rank and number of the
-    # new documents sharing that gap
     conn.execute(
         text(f"""
-            INSERT INTO {NEW} (pos, kind, ref_id, sort_key, terms, tight)
+            INSERT INTO {PLACED} (pos, kind, ref_id, sort_key, terms, tight)
             SELECT CASE
                      WHEN lo IS NULL AND hi IS NULL THEN rn * :gap
                      WHEN lo IS NULL THEN hi - (cnt - rn + 1) * :gap
@@ -255,28 +275,29 @@ def _patch(conn: Connection) -> None:
                 SELECT g.*, row_number() OVER (PARTITION BY lo, hi ORDER BY {_by_key(conn)}) AS rn,
                        count(*) OVER (PARTITION BY lo, hi) AS cnt
                 FROM (
-                    SELECT n.*,
+                    SELECT n.kind, n.ref_id, n.sort_key, n.terms,
                         (SELECT d.pos FROM directory_doc d WHERE d.sort_key < n.sort_key
                          ORDER BY d.sort_key DESC LIMIT 1) AS lo,
                         (SELECT d.pos FROM directory_doc d WHERE d.sort_key > n.sort_key
                          ORDER BY d.sort_key LIMIT 1) AS hi
-                    FROM ({_practitioner_docs(conn, p_where)}
-                          UNION ALL {_mailbox_docs(m_where)}) n
+                    FROM {NEW} n WHERE NOT n.same
                 ) g
             ) w
         """),
-        {"sep": SORT_SEPARATOR, "gap": GAP},
+        {"gap": GAP},
     )
-    if conn.execute(text(f"SELECT EXISTS (SELECT 1 FROM {NEW} WHERE tight)")).scalar() in (
+    if conn.execute(text(f"SELECT EXISTS (SELECT 1 FROM {PLACED} WHERE tight)")).scalar() in (
         1, True
     ):
         raise _Renumber
     conn.exec_driver_sql(
         "INSERT INTO directory_doc (pos, kind, ref_id, sort_key, terms) "
-        f"SELECT pos, kind, ref_id, sort_key, terms FROM {NEW}"
+        f"SELECT pos, kind, ref_id, sort_key, terms FROM {PLACED}"
     )
     if sqlite:
         conn.exec_driver_sql(
-            f"INSERT INTO {FTS_TABLE}(rowid, terms) SELECT pos, terms FROM {NEW} ORDER BY pos"
+            f"INSERT INTO {FTS_TABLE}(rowid, terms) SELECT pos, terms FROM {PLACED} "
+            "ORDER BY pos"
         )
+    conn.exec_driver_sql(f"DELETE FROM {PLACED}")
     conn.exec_driver_sql(f"DELETE FROM {NEW}")

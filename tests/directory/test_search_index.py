@@ -4,13 +4,20 @@ order (both backends)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, text
 
 from directory import search, search_index
 from directory.search import Query
-from tests.directory.conftest import LATER, run_import, write_person
-from tests.directory.test_search import practitioner
+from tests.directory.conftest import (
+    LATER,
+    mailbox_line,
+    run_import,
+    write_mailbox,
+    write_person,
+)
+from tests.directory.test_search import practitioner, rpps
 
 BASE = [practitioner(i, "DURAND", f"Prénom{chr(65 + i % 26)}{chr(65 + i // 26)}")
         for i in range(100)]
@@ -80,3 +87,49 @@ def test_a_gap_too_narrow_renumbers_every_document(engine: Engine, tmp_path: Pat
     assert _in_key_order(engine)
     _fts_intact(engine)
     assert "Docteur PrénomBBA DURAND" in _found(engine, "durand prénombb")
+
+
+def test_a_personal_mailbox_moving_to_another_practitioner_leaves_the_first(
+    engine: Engine, tmp_path: Path
+) -> None:
+    people = write_person(tmp_path / "PS.txt", BASE)
+    a, b = rpps(1), rpps(2)  # BASE[1] and BASE[2]
+
+    def box(r: str) -> str:
+        return mailbox_line(**{"Adresse BAL": "cabinet.durand@demo.mssante.fr",
+                               "Identifiant PP": r, "Identification nationale PP": "8" + r,
+                               "Nom d'exercice": "DURAND"})
+
+    run_import(engine, people, write_mailbox(tmp_path / "BAL1.txt", [box(a)]))
+    with engine.connect() as conn:
+        hits = search.search(conn, Query(address="cabinet.durand")).hits
+    assert [h.national_id for h in hits] == ["8" + a]
+    res = run_import(engine, people, write_mailbox(tmp_path / "BAL2.txt", [box(b)]), now=LATER)
+    assert res.merge.index == "incremental" and res.merge.mailboxes.changed == 1
+    with engine.connect() as conn:
+        hits = search.search(conn, Query(address="cabinet.durand")).hits
+    assert [h.national_id for h in hits] == ["8" + b]
+    patched = _docs(engine)
+    with engine.begin() as conn:
+        search_index.rebuild(conn)
+    assert _docs(engine) == patched
+
+
+def test_a_document_that_did_not_change_keeps_its_place(engine: Engine, tmp_path: Path) -> None:
+    """A practitioner changed outside its search terms (a phone number) is not re-indexed."""
+    run_import(engine, write_person(tmp_path / "v1.txt", BASE))
+
+    def index_state() -> tuple[list[Any], list[Any]]:
+        with engine.connect() as conn:
+            docs = conn.execute(text("SELECT * FROM directory_doc ORDER BY pos")).all()
+            fts = conn.execute(text("SELECT id, block FROM directory_fts_data ORDER BY id")).all(
+            ) if engine.dialect.name == "sqlite" else []
+        return docs, fts
+
+    before = index_state()
+    first = f"Prénom{chr(65 + 5)}{chr(65)}"  # BASE[5]'s
+    new_phone = practitioner(5, "DURAND", first, **{"Téléphone (coord. structure)": "0102"})
+    later = [*BASE[:5], new_phone, *BASE[6:]]
+    res = run_import(engine, write_person(tmp_path / "v2.txt", later), now=LATER)
+    assert res.merge.practitioners.changed == 1 and res.merge.index == "incremental"
+    assert index_state() == before
