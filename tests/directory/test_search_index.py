@@ -121,9 +121,9 @@ def test_a_document_that_did_not_change_keeps_its_place(engine: Engine, tmp_path
 
     def index_state() -> tuple[list[Any], list[Any]]:
         with engine.connect() as conn:
-            docs = conn.execute(text("SELECT * FROM directory_doc ORDER BY pos")).all()
-            fts = conn.execute(text("SELECT id, block FROM directory_fts_data ORDER BY id")).all(
-            ) if engine.dialect.name == "sqlite" else []
+            docs = list(conn.execute(text("SELECT * FROM directory_doc ORDER BY pos")))
+            fts = list(conn.execute(text("SELECT id, block FROM directory_fts_data ORDER BY id"))
+                       ) if engine.dialect.name == "sqlite" else []
         return docs, fts
 
     before = index_state()
