@@ -99,10 +99,10 @@ def prepare(conn: Connection, kinds: set[FileKind]) -> list[tuple[int, str, int]
     """Index the staged keys, before the merge transaction; return the repeated addresses.
 
     Builds temporary tables of this connection (on SQLite they live in the temporary
-    database: building them takes no lock on the directory, and they are sorted once,
-    then filled in order): :data:`ADDRESSES`, every staged mailbox address with the
-    ``seq`` of its first line, and — when the directory already holds practitioners, for
-    the delta — :data:`KEYS`, every staged (practitioner, activity) key. Returns
+    database: building them takes no lock on the directory): :data:`ADDRESSES`, every
+    staged mailbox address with the ``seq`` of its first line, and — when the directory
+    already holds practitioners, for the delta — :data:`KEYS`, every staged (practitioner,
+    activity) key. Returns
     ``(seq, address, seq of the first occurrence)`` of each repeated address, in file order
     (the caller drops those lines before the merge).
     """
