@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from policy.addresses import try_parse_address
 from policy.decision import Decision, Reason
 from policy.domains import TrustSpace, try_normalise_domain
+from policy.recipients import check_other_operator_address
 
 
 def check_header_origin(
@@ -34,15 +35,9 @@ def check_header_origin(
     if not any(a.strip() for a in froms):
         return Decision.deny(Reason.DOMAIN_NOT_TRUSTED, "(no From: address)")
     for text in (*froms, *sender_addresses):
-        address = try_parse_address(text)
-        if address is None:
-            return Decision.deny(Reason.DOMAIN_NOT_TRUSTED, text.strip() or "(empty address)")
-        if space.is_own(address.domain):
-            return Decision.deny(
-                Reason.SENDER_NOT_OWNED, f"{address}: our own domain, from another operator"
-            )
-        if address.domain not in space.trusted:
-            return Decision.deny(Reason.DOMAIN_NOT_TRUSTED, str(address))
+        decision = check_other_operator_address(text, space)
+        if not decision:
+            return decision
     return Decision.allow()
 
 

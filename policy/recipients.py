@@ -141,9 +141,16 @@ def check_inbound_origin(
         if peer_ok:
             return Decision.allow()
         return Decision.deny(Reason.DOMAIN_NOT_TRUSTED, "null sender from an unidentified peer")
-    address = try_parse_address(stripped)
+    return check_other_operator_address(stripped.strip("<>"), space)
+
+
+def check_other_operator_address(text: str, space: TrustSpace) -> Decision:
+    """An address another operator presents as its sender (envelope or header): in a
+    trusted domain (``domain_not_trusted``), never in one of ours (``sender_not_owned``:
+    our users' mail comes through submission)."""
+    address = try_parse_address(text)
     if address is None:
-        return Decision.deny(Reason.DOMAIN_NOT_TRUSTED, stripped.strip("<>"))
+        return Decision.deny(Reason.DOMAIN_NOT_TRUSTED, text.strip() or "(empty address)")
     if space.is_own(address.domain):
         return Decision.deny(
             Reason.SENDER_NOT_OWNED, f"{address}: our own domain, from another operator"
