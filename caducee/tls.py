@@ -47,11 +47,14 @@ def tune_asyncio_tls(buffer_size: int = 4 * 1024) -> None:
     """Shrink asyncio's per-connection TLS read buffer (process-wide).
 
     Python 3.11's ``asyncio.sslproto.SSLProtocol`` allocates a 256 KiB buffer for every TLS
-    connection, so 1,000 idle SMTP clients cost ~280 MiB. It is only the buffer the
-    ciphertext is read into; a larger record (at most 16 KiB, RFC 8446 §5.1) is simply read
-    in several steps (a few more ``recv`` calls for large messages). Measured on an idle
-    SMTP connection after STARTTLS: 280 KiB with 256 KiB, 40 KiB with 8 KiB, 36 KiB with
-    4 KiB (OpenSSL's own state and asyncio's transport objects are the rest).
+    connection. It is only the buffer the ciphertext is read into; a larger record (at most
+    16 KiB, RFC 8446 §5.1) is simply read in several steps (a few more ``recv`` calls for
+    large messages). Measured on an idle SMTP connection after STARTTLS when the listeners
+    still used it: 280 KiB with 256 KiB, 40 KiB with 8 KiB, 36 KiB with 4 KiB.
+
+    The IMAP and SMTP listeners no longer use ``SSLProtocol`` (``mailstore.imap.tls`` and
+    ``smtp_gateway.tls_transport``: ~21 and ~25 KiB per idle TLS connection); the web
+    server (uvicorn), the outbound SMTP client and the HTTPS clients still do.
     """
     from asyncio import sslproto
 

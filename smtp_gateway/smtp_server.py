@@ -5,6 +5,14 @@
 * Port 465 style (RFC 8314 §3.3): implicit TLS, AUTH allowed at once.
 * Port 25 style (the MTA, RFC 5321 + RFC 3207): STARTTLS required before MAIL, no AUTH
   (``502``), the client certificate requested for mutual TLS.
+* TLS is :class:`~smtp_gateway.tls_transport.TlsTransport` (memory BIOs, not asyncio's
+  ``SSLProtocol``), started at the first byte on implicit-TLS listeners and by
+  :meth:`CaduceeSMTP.smtp_STARTTLS` otherwise, which keeps aiosmtpd's STARTTLS semantics:
+  ``220`` in clear, plaintext pipelined after the command discarded, a fresh session once
+  secure (RFC 3207 §4.2).
+* Idle connections are kept small (ARCHITECTURE.md §10: ~25 KiB with TLS, two thirds of it
+  OpenSSL's own state): per-listener tables instead of aiosmtpd's per-connection ones,
+  slots instead of an instance dict.
 * Every reply gets its enhanced status code (RFC 2034) in one place, :meth:`push`.
 * Replies to pipelined commands are sent together (RFC 2920 §3.2: the server may buffer
   replies while more commands are waiting in its input, and must flush before it would
@@ -23,29 +31,28 @@ import contextlib
 import logging
 import re
 import ssl
-import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, AnyStr, ClassVar
 
-from aiosmtpd.smtp import MISSING, SMTP
+from aiosmtpd.smtp import MISSING, SMTP, syntax
 
 from smtp_gateway import replies
 from smtp_gateway.data_reader import LINE_LIMIT, DataAssembler
+from smtp_gateway.tls_transport import TlsTransport
 
 log = logging.getLogger(__name__)
 
 
-class _ImplicitTlsNoise(logging.Filter):
-    """On implicit-TLS listeners AUTH is allowed without STARTTLS because the whole
-    connection is TLS; aiosmtpd cannot know that and warns at every connection."""
+class _LoginDataNoise(logging.Filter):
+    """aiosmtpd sets its own deprecated ``Session.login_data`` at every successful AUTH and
+    warns about it each time."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        text = record.getMessage()
-        return "auth_require_tls == False" not in text and "login_data is deprecated" not in text
+        return "login_data is deprecated" not in record.getMessage()
 
 
-logging.getLogger("mail.log").addFilter(_ImplicitTlsNoise())
+logging.getLogger("mail.log").addFilter(_LoginDataNoise())
 
 #: How much of the DATA body is taken from the reader at a time.
 _DATA_BLOCK = 64 * 1024
@@ -88,8 +95,52 @@ class _Commands(Mapping[str, Any]):
         return len(self._table())
 
 
+@dataclass
+class SharedTables:
+    """What aiosmtpd builds for every connection although it is the same for all the
+    connections of one listener: its handler hooks (bound methods of the one handler) and,
+    when the handler implements every mechanism, the AUTH mechanisms."""
+
+    hooks: dict[str, Any] | None = None
+    auth: dict[str, Any] | None = None
+
+
+#: The AUTH mechanisms of a listener without AUTH (the MTA): none (never modified).
+_NO_MECHANISMS: dict[str, Any] = {}
+
+#: Every attribute aiosmtpd's ``SMTP``, asyncio's ``StreamReaderProtocol`` and we set on a
+#: connection, as slots: an instance dict of 54 keys costs ~1.6 KiB per connection, the
+#: slots 8 bytes each. An attribute missing here still works (it goes to the instance
+#: dict); tests/smtp_gateway/test_tls_listeners.py checks that none is missing.
+_CONNECTION_SLOTS = (
+    # asyncio.streams.FlowControlMixin and StreamReaderProtocol
+    "_loop", "_paused", "_drain_waiters", "_connection_lost", "_stream_reader_wr",
+    "_source_traceback", "_strong_reader", "_reject_connection", "_stream_writer", "_task",
+    "_transport", "_client_connected_cb", "_over_ssl", "_closed",
+    # aiosmtpd.smtp.SMTP
+    "__ident__", "loop", "event_handler", "data_size_limit", "enable_SMTPUTF8",
+    "_decode_data", "hostname", "tls_context", "require_starttls", "_timeout_duration",
+    "_timeout_handle", "_tls_handshake_okay", "_tls_protocol", "_original_transport",
+    "session", "envelope", "transport", "_handler_coroutine", "_auth_require_tls",
+    "_proxy_timeout", "_authenticator", "_auth_callback", "_auth_required", "_auth_methods",
+    "_handle_hooks", "_ehlo_hook_ver", "_smtp_methods", "_enforce_call_limit",
+    "_call_limit_base", "_call_limit_default", "_reader", "_writer",
+    # CaduceeSMTP
+    "implicit_tls", "allow_auth", "_registry", "_in_ehlo", "_held", "_flush_scheduled",
+    "busy", "on_idle",
+)
+
+
 class CaduceeSMTP(SMTP):  # type: ignore[misc,unused-ignore]
-    """aiosmtpd's SMTP protocol with enhanced codes, our texts and connection tracking."""
+    """aiosmtpd's SMTP protocol with enhanced codes, our texts, our TLS layer and
+    connection tracking.
+
+    aiosmtpd decides "is TLS on?" by the truth of ``_tls_protocol`` (EHLO's STARTTLS and
+    AUTH lines, the ``530`` before STARTTLS, AUTH's ``538``): it holds our
+    :class:`TlsTransport` from the moment TLS starts.
+    """
+
+    __slots__ = _CONNECTION_SLOTS
 
     line_length_limit = LINE_LIMIT
 
@@ -100,6 +151,7 @@ class CaduceeSMTP(SMTP):  # type: ignore[misc,unused-ignore]
         implicit_tls: bool,
         registry: set[CaduceeSMTP],
         allow_auth: bool = True,
+        shared: SharedTables | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(handler, **kwargs)
@@ -109,6 +161,11 @@ class CaduceeSMTP(SMTP):  # type: ignore[misc,unused-ignore]
         # aiosmtpd keeps a dict of bound command methods per connection (~3.5 KiB); one
         # shared table of names, bound on use, keeps idle connections small.
         self._smtp_methods = _Commands(self)  # type: ignore[assignment]
+        if shared is not None:
+            self._share_tables(shared)
+        # asyncio's write-flow-control waiters: a deque costs ~600 bytes even when empty
+        # (it is only appended to, removed from and iterated: a list does the same).
+        self._drain_waiters: list[asyncio.Future[None]] = []
         self._in_ehlo = False
         #: Replies held back while pipelined commands wait in the input (RFC 2920 §3.2).
         self._held: list[bytes] = []
@@ -117,13 +174,27 @@ class CaduceeSMTP(SMTP):  # type: ignore[misc,unused-ignore]
         #: Called when a transaction ends (graceful shutdown waits on it).
         self.on_idle: Callable[[], None] | None = None
 
+    def _share_tables(self, shared: SharedTables) -> None:
+        if shared.hooks is None:
+            shared.hooks = self._handle_hooks
+        self._handle_hooks = shared.hooks
+        if not self.allow_auth:
+            self._auth_methods = _NO_MECHANISMS
+        elif not any(m.is_builtin for m in self._auth_methods.values()):
+            # Only the handler's methods (aiosmtpd's own are bound to this connection).
+            if shared.auth is None:
+                shared.auth = self._auth_methods
+            self._auth_methods = shared.auth
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        first = self.transport is None
+        if self.implicit_tls:
+            # RFC 8314 §3.3: TLS from the first byte; the greeting waits for the handshake.
+            assert isinstance(transport, asyncio.Transport) and self.tls_context is not None
+            tls = TlsTransport(self.tls_context, transport, self, self._tls_established)
+            self._tls_protocol = tls  # type: ignore[assignment]
+            transport = tls
         super().connection_made(transport)
-        if first:
-            self._registry.add(self)
-            if self.implicit_tls and self.session is not None:
-                self.session.ssl = {"ssl_object": transport.get_extra_info("ssl_object")}
+        self._registry.add(self)
 
     def connection_lost(self, error: Exception | None) -> None:
         self._registry.discard(self)
@@ -179,6 +250,81 @@ class CaduceeSMTP(SMTP):  # type: ignore[misc,unused-ignore]
             await super().smtp_EHLO(hostname)
         finally:
             self._in_ehlo = False
+
+    @property
+    def _starttls_offered(self) -> bool:
+        """STARTTLS is offered (and listed by HELP) until TLS is on (RFC 3207 §4.2)."""
+        return self.tls_context is not None and not self._tls_protocol
+
+    @syntax("STARTTLS", when="_starttls_offered")
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        """RFC 3207 §4: the ``220`` goes out in clear, then the handshake on this connection.
+
+        Whatever the client sent after the command and before the handshake is discarded
+        (RFC 3207 §6, plaintext command injection: CVE-2011-0411); the session starts
+        afresh once secure (:meth:`_tls_established`). A failed handshake closes the
+        connection (:class:`TlsTransport` logs it); this task then ends cancelled, as on
+        any lost connection.
+        """
+        if arg:
+            await self.push("501 Syntax: STARTTLS")
+            return
+        if self._tls_protocol:
+            await self.push(replies.R503_BAD_SEQUENCE.line("TLS already active"))
+            return
+        if not self.tls_context:
+            await self.push("454 TLS not available")
+            return
+        await self.push("220 Ready to start TLS")  # never held back: see _SEND_AT_ONCE
+        plain = self.transport
+        if not isinstance(plain, asyncio.Transport) or plain.is_closing():
+            return
+        secured: asyncio.Future[None] = self.loop.create_future()
+
+        def on_secure() -> None:
+            self._tls_established()
+            if not secured.done():
+                secured.set_result(None)
+
+        tls = TlsTransport(self.tls_context, plain, self, on_secure)
+        self._tls_protocol = tls  # type: ignore[assignment]
+        self.transport = tls
+        # What aiosmtpd does when it switches transports (private attributes of asyncio's
+        # streams, as in aiosmtpd's own connection_made).
+        reader: Any = self._reader
+        writer: Any = self._writer
+        reader._transport = writer._transport = tls
+        # From here on every byte goes through TLS: what was read in clear after the
+        # command is dropped (a TLS client sends nothing before the 220).
+        reader._buffer.clear()
+        reader._paused = False  # TlsTransport resumed the socket for the handshake
+        await secured
+
+    def _tls_established(self) -> None:
+        """The handshake completed; no protected command has been read yet.
+
+        After STARTTLS this does what aiosmtpd's ``connection_made`` does when asyncio's
+        TLS layer calls it a second time: the client's EHLO, AUTH and envelope from the
+        clear-text part are forgotten (RFC 3207 §4.2: a new ``Session``, a new envelope),
+        the idle timer restarts, ``session.ssl`` holds the TLS facts, and the handler's
+        ``handle_STARTTLS`` hook may refuse the connection (``554`` to all but QUIT).
+        """
+        tls = self.transport
+        assert isinstance(tls, TlsTransport)
+        if not self.implicit_tls:
+            self._set_rset_state()  # type: ignore[no-untyped-call]
+            self.session = self._create_session()
+            self.session.peer = tls.get_extra_info("peername")
+            self._reset_timeout()
+        assert self.session is not None
+        # A read-only Mapping rather than asyncio's dict: aiosmtpd only tests it against
+        # None, our handlers read it with .get() (smtp_edge.peer_certificate).
+        self.session.ssl = tls.tls_info()  # type: ignore[assignment]
+        if not self.implicit_tls:
+            hook = self._handle_hooks.get("STARTTLS")
+            self._tls_handshake_okay = (
+                True if hook is None else hook(self, self.session, self.envelope)
+            )
 
     async def smtp_AUTH(self, arg: str) -> None:
         if not self.allow_auth:  # the MTA: other operators authenticate by certificate
@@ -321,28 +467,25 @@ async def start_smtp_service(
     """Listen on STARTTLS (and implicit-TLS) addresses; ``auth=False`` for the MTA."""
     service = SmtpService(name)
     loop = asyncio.get_running_loop()
+    shared = SharedTables()
 
     def factory(implicit_tls: bool) -> Callable[[], CaduceeSMTP]:
         def make() -> CaduceeSMTP:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS")
-                return _build()
-
-        def _build() -> CaduceeSMTP:
             return CaduceeSMTP(
                 handler,
                 implicit_tls=implicit_tls,
                 registry=service.connections,
                 allow_auth=auth,
+                shared=shared,
                 hostname=hostname,
                 ident="Caducée ESMTP",
                 data_size_limit=max_message_size,
                 enable_SMTPUTF8=True,
                 decode_data=False,
-                tls_context=None if implicit_tls else tls_context,
+                tls_context=tls_context,
                 require_starttls=not implicit_tls,
                 auth_required=auth,
-                auth_require_tls=not implicit_tls,
+                auth_require_tls=True,  # implicit TLS is on before any command
                 timeout=idle_timeout,
                 command_call_limit={"AUTH": 20, "STARTTLS": 2, "*": 1_000_000},
                 loop=loop,
@@ -353,8 +496,6 @@ async def start_smtp_service(
     for host, port in starttls:
         service.servers.append(await loop.create_server(factory(False), host, port))
     for host, port in implicit:
-        service.servers.append(
-            await loop.create_server(factory(True), host, port, ssl=tls_context)
-        )
+        service.servers.append(await loop.create_server(factory(True), host, port))
     log.info("%s listening", name, extra={"ports": service.ports})
     return service

@@ -1,4 +1,4 @@
-"""TLS over a plain asyncio transport with memory BIOs.
+"""TLS over a plain asyncio transport with memory BIOs (the IMAP and SMTP servers').
 
 asyncio's own TLS transport keeps a 256 KiB receive buffer per connection (Python 3.11
 ``asyncio.sslproto``), which alone would cost 250 MiB for 1,000 idle IMAP connections.
@@ -6,6 +6,9 @@ This layer uses :class:`ssl.SSLObject` over two :class:`ssl.MemoryBIO`: the buff
 OpenSSL's own, released when idle, so an idle TLS connection costs a few KiB
 (ARCHITECTURE.md §10). It also makes STARTTLS (RFC 3501 §6.2.1) a matter of wrapping the
 connection's reads and writes, without swapping transports.
+
+The IMAP connection calls it directly; the SMTP listeners reach it through
+:mod:`smtp_gateway.tls_transport`, an asyncio transport around it for aiosmtpd.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ class TlsError(Exception):
 
 
 class TlsLayer:
-    __slots__ = ("_in", "_obj", "_out", "_transport", "closed", "handshake_done")
+    __slots__ = ("_close_sent", "_in", "_obj", "_out", "_transport", "closed", "handshake_done")
 
     def __init__(self, context: ssl.SSLContext, transport: asyncio.BaseTransport) -> None:
         self._in = ssl.MemoryBIO()
@@ -33,7 +36,9 @@ class TlsLayer:
         self._obj = context.wrap_bio(self._in, self._out, server_side=True)
         self._transport = transport
         self.handshake_done = False
+        #: The peer sent close_notify, or we did: no more application data either way.
         self.closed = False
+        self._close_sent = False
 
     def _flush(self) -> None:
         data = self._out.read()
@@ -76,11 +81,12 @@ class TlsLayer:
             except ssl.SSLZeroReturnError:
                 self.closed = True
                 return
-            if not chunk:
+            if not chunk:  # how SSLObject.read reports the peer's close_notify
+                self.closed = True
                 return
             chunks.append(chunk)
 
-    def send(self, data: bytes | bytearray) -> None:
+    def send(self, data: bytes | bytearray | memoryview) -> None:
         """Encrypt and send; a big buffer goes out in slices, each handed to the
         transport as soon as it is encrypted (the socket sends while we encrypt the rest,
         and the memory BIO never holds more than a slice: see :data:`_BIO_SLICE`)."""
@@ -97,10 +103,11 @@ class TlsLayer:
             self._flush()
 
     def close(self) -> None:
-        """Send close_notify (best effort)."""
-        if self.closed or not self.handshake_done:
+        """Send close_notify (best effort), also in answer to the peer's: each side sends
+        one before closing its write side (RFC 8446 §6.1)."""
+        if self._close_sent or not self.handshake_done:
             return
-        self.closed = True
+        self._close_sent = self.closed = True
         with contextlib.suppress(ssl.SSLError, ValueError):
             self._obj.unwrap()
         self._flush()
@@ -117,3 +124,8 @@ class TlsLayer:
 
     def version(self) -> str | None:
         return self._obj.version() if self.handshake_done else None
+
+    @property
+    def ssl_object(self) -> ssl.SSLObject:
+        """The TLS session (cipher, version, peer certificate), as asyncio exposes it."""
+        return self._obj

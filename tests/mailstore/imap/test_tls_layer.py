@@ -100,6 +100,29 @@ def test_close_notify_gives_no_data_and_a_forged_record_fails(pair: _Pair) -> No
     except ssl.SSLWantReadError:
         pass  # waits for our close_notify; theirs is out
     assert pair.server.receive(pair.c_out.read()) == b""
+    assert pair.server.closed
     other = _Pair()
     with pytest.raises(TlsError):
         other.server.receive(b"\x17\x03\x03\x00\x20" + b"\x00" * 32)
+
+
+def test_the_peers_close_notify_is_answered_with_ours(pair: _Pair) -> None:
+    """RFC 8446 §6.1: each side sends close_notify before closing its write side, also
+    after receiving the peer's."""
+    with pytest.raises(ssl.SSLWantReadError):
+        pair.client.unwrap()  # the client's close_notify goes out; it waits for ours
+    assert pair.server.receive(pair.c_out.read()) == b""
+    assert pair.server.closed
+    pair.server.close()
+    pair.server.close()  # once only
+    pair.c_in.write(pair.transport.take())
+    pair.client.unwrap()  # ours arrived: the client's shutdown completes
+    assert pair.transport.writes == []
+
+
+def test_close_sends_close_notify_and_exposes_the_session(pair: _Pair) -> None:
+    assert pair.server.ssl_object.version() == pair.server.version() == "TLSv1.3"
+    pair.server.close()
+    assert pair.server.closed
+    pair.c_in.write(pair.transport.take())
+    assert pair.client.read(10) == b""  # close_notify: a clean end, not a truncation

@@ -1,0 +1,390 @@
+"""The SMTP listeners' TLS over real sockets: STARTTLS (RFC 3207) and implicit TLS
+(RFC 8314 §3.3) on :func:`start_smtp_service`, driven by asyncio stream clients.
+
+The handler only records what the session looked like when MAIL arrived: the listeners'
+TLS machinery, not the submission or MTA rules (tests/e2e/ cover those), is under test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from caducee.tls import server_context
+from smtp_gateway.smtp_edge import peer_certificate, ssl_info
+from smtp_gateway.smtp_server import SmtpService, start_smtp_service
+from tests.mailstore.imap import harness
+from tests.support.net import async_wait_for
+
+
+@dataclass
+class Seen:
+    host_name: str | None
+    cert: dict[str, Any] | None
+    tls: tuple[str, str] | None
+    #: ``session.ssl`` as aiosmtpd handlers see it (asyncio's keys), None in clear.
+    session_ssl: dict[str, Any] | None
+
+
+@dataclass
+class Recorder:
+    """An aiosmtpd handler that accepts everything and records the session."""
+
+    mails: list[Seen] = field(default_factory=list)
+    contents: list[bytes] = field(default_factory=list)
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
+                          options: list[str]) -> str:
+        self.mails.append(Seen(session.host_name, peer_certificate(server, session),
+                               ssl_info(server), dict(session.ssl) if session.ssl else None))
+        envelope.mail_from = address
+        return "250 2.1.0 Sender OK"
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          options: list[str]) -> str:
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 Recipient OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.contents.append(bytes(envelope.content))
+        return "250 2.0.0 OK queued"
+
+
+class Client:
+    """Just enough SMTP client: replies as lists of lines."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def connect(cls, port: int, tls: ssl.SSLContext | None = None) -> Client:
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=tls, server_hostname="localhost" if tls else None,
+            limit=1 << 20,
+        )
+        client = cls(reader, writer)
+        assert (await client.reply())[0].startswith(b"220 mail.test")
+        return client
+
+    async def reply(self) -> list[bytes]:
+        lines = []
+        while True:
+            line = await asyncio.wait_for(self.reader.readline(), 10)
+            assert line, "the server closed the connection"
+            lines.append(line.rstrip(b"\r\n"))
+            if line[3:4] != b"-":
+                return lines
+
+    async def cmd(self, line: str) -> list[bytes]:
+        self.writer.write(line.encode() + b"\r\n")
+        return await self.reply()
+
+    async def starttls(self, ctx: ssl.SSLContext) -> None:
+        assert await self.cmd("STARTTLS") == [b"220 2.0.0 Ready to start TLS"]
+        await self.writer.start_tls(ctx, server_hostname="localhost")
+
+    async def rest(self) -> bytes:
+        """Everything until the server closes."""
+        return await asyncio.wait_for(self.reader.read(), 10)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def client_tls(*, cert: bool = False) -> ssl.SSLContext:
+    pki = harness.test_pki()
+    ctx = ssl.create_default_context(cafile=str(pki.ca))
+    if cert:
+        ctx.load_cert_chain(pki.client_cert, pki.client_key)
+    return ctx
+
+
+Start = Callable[..., Coroutine[Any, Any, SmtpService]]
+
+
+@pytest.fixture
+async def start() -> AsyncIterator[Start]:
+    """Start a service on free ports (ports[0] STARTTLS, ports[1] implicit TLS)."""
+    services: list[SmtpService] = []
+    pki = harness.test_pki()
+
+    async def _start(handler: Any, *, auth: bool = False, idle_timeout: float = 300.0,
+                     max_message_size: int = 1 << 20) -> SmtpService:
+        service = await start_smtp_service(
+            "test", handler, hostname="mail.test",
+            tls_context=server_context(pki.server_cert, pki.server_key, pki.ca),
+            starttls=[("127.0.0.1", 0)], implicit=[("127.0.0.1", 0)],
+            max_message_size=max_message_size, idle_timeout=idle_timeout, auth=auth,
+        )
+        services.append(service)
+        return service
+
+    yield _start
+    for service in services:
+        await service.close(grace=1.0)
+
+
+# -- STARTTLS (RFC 3207) -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("auth", [True, False], ids=["submission", "mta"])
+async def test_starttls_discards_pipelined_plaintext(start: Start, auth: bool) -> None:
+    """RFC 3207 §6 and CVE-2011-0411: commands sent in clear behind STARTTLS must not run
+    inside the TLS session."""
+    handler = Recorder()
+    service = await start(handler, auth=auth)
+    c = await Client.connect(service.ports[0])
+    c.writer.write(b"EHLO client.test\r\nSTARTTLS\r\nMAIL FROM:<evil@attacker.test>\r\n"
+                   b"RSET\r\nHELO injected\r\n")
+    assert (await c.reply())[-1] == b"250 HELP"
+    assert await c.reply() == [b"220 2.0.0 Ready to start TLS"]
+    await c.writer.start_tls(client_tls(), server_hostname="localhost")
+    c.writer.write(b"NOOP\r\nQUIT\r\n")
+    assert await c.rest() == b"250 2.0.0 OK\r\n221 2.0.0 Bye\r\n"
+    assert handler.mails == []
+
+
+async def test_the_session_starts_afresh_after_starttls(start: Start) -> None:
+    """RFC 3207 §4.2: the EHLO said in clear is forgotten; STARTTLS is no longer offered,
+    neither by EHLO nor HELP, and a second one is refused."""
+    handler = Recorder()
+    service = await start(handler)
+    c = await Client.connect(service.ports[0])
+    assert b"250-STARTTLS" in await c.cmd("EHLO before.test")
+    assert b"STARTTLS" in (await c.cmd("HELP"))[0]
+    await c.starttls(client_tls())
+    assert await c.cmd("MAIL FROM:<a@peer.test>") == [b"503 5.5.1 send HELO first"]
+    ehlo = await c.cmd("EHLO after.test")
+    assert b"250-STARTTLS" not in ehlo and ehlo[-1] == b"250 HELP"
+    assert b"STARTTLS" not in (await c.cmd("HELP"))[0]
+    assert await c.cmd("STARTTLS") == [
+        b"503 5.5.1 Bad sequence of commands: TLS already active"]
+    assert await c.cmd("MAIL FROM:<a@peer.test>") == [b"250 2.1.0 Sender OK"]
+    [seen] = handler.mails
+    assert seen.host_name == "after.test"
+    assert seen.tls is not None and seen.tls[0] == "TLSv1.3"
+    assert seen.cert is None
+    assert seen.session_ssl is not None
+    assert set(seen.session_ssl) == {"sslcontext", "peercert", "cipher", "compression",
+                                     "ssl_object"}
+    assert seen.session_ssl["ssl_object"].version() == "TLSv1.3"
+    assert seen.session_ssl["cipher"][0] == seen.tls[1]
+    c.close()
+
+
+@dataclass
+class Refusing(Recorder):
+    """A handler whose ``handle_STARTTLS`` hook refuses the TLS session."""
+
+    told: list[bool] = field(default_factory=list)
+
+    def handle_STARTTLS(self, server: Any, session: Any, envelope: Any) -> bool:
+        self.told.append(session.ssl is not None and session.host_name is None)
+        return False
+
+
+async def test_the_starttls_hook_may_refuse_the_session(start: Start) -> None:
+    """aiosmtpd's STARTTLS hook runs once secure, on the fresh session; refused, every
+    command but QUIT gets 554."""
+    handler = Refusing()
+    service = await start(handler)
+    c = await Client.connect(service.ports[0])
+    await c.cmd("EHLO client.test")
+    await c.starttls(client_tls())
+    assert (await c.cmd("EHLO client.test"))[0].startswith(b"554 5.0.0 Command refused")
+    assert handler.told == [True]
+    assert (await c.cmd("MAIL FROM:<a@peer.test>"))[0].startswith(b"554 ")
+    assert await c.cmd("QUIT") == [b"221 2.0.0 Bye"]
+    assert handler.mails == []
+
+
+async def test_auth_only_after_starttls(start: Start) -> None:
+    """ARCHITECTURE.md §5: no AUTH before TLS (not advertised, 530), then offered."""
+    service = await start(Recorder(), auth=True)
+    c = await Client.connect(service.ports[0])
+    ehlo = await c.cmd("EHLO client.test")
+    assert not any(line.startswith(b"250-AUTH") for line in ehlo)
+    assert await c.cmd("AUTH PLAIN AGEAYg==") == [
+        b"530 5.7.0 Must issue a STARTTLS command first"]
+    await c.starttls(client_tls())
+    ehlo = await c.cmd("EHLO client.test")
+    assert b"250-AUTH LOGIN PLAIN" in ehlo
+    c.close()
+
+
+async def test_the_client_certificate_reaches_the_handler(start: Start) -> None:
+    """Mutual TLS after STARTTLS, as the MTA sees its peers."""
+    handler = Recorder()
+    service = await start(handler)
+    c = await Client.connect(service.ports[0])
+    await c.cmd("EHLO mx.peer.test")
+    await c.starttls(client_tls(cert=True))
+    await c.cmd("EHLO mx.peer.test")
+    assert (await c.cmd("MAIL FROM:<a@peer.test>"))[0].startswith(b"250")
+    [seen] = handler.mails
+    assert seen.cert is not None
+    subject = {k: v for rdn in seen.cert["subject"] for k, v in rdn}
+    assert subject["serialNumber"] == harness.CLIENT_ID
+    c.close()
+
+
+async def test_a_failed_handshake_closes_the_connection_cleanly(
+    start: Start, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Plaintext after the 220: the connection is closed, logged at info, no traceback
+    (the autouse crash detector fails the test on one); the listener serves on."""
+    service = await start(Recorder())
+    c = await Client.connect(service.ports[0])
+    await c.cmd("EHLO client.test")
+    with caplog.at_level(logging.INFO, logger="smtp_gateway.smtp"):
+        assert await c.cmd("STARTTLS") == [b"220 2.0.0 Ready to start TLS"]
+        c.writer.write(b"MAIL FROM:<evil@attacker.test>\r\n")
+        rest = await c.rest()
+    assert b"250" not in rest and b"530" not in rest  # at most a TLS alert, no reply
+    assert "SMTP TLS handshake failure" in caplog.text
+    await async_wait_for(_no_connections(service), what="the connection to go")
+    again = await Client.connect(service.ports[0])
+    assert await again.cmd("NOOP") == [b"250 2.0.0 OK"]
+    again.close()
+
+
+# -- implicit TLS (RFC 8314 §3.3) ----------------------------------------------------------
+
+
+async def test_implicit_tls_from_the_first_byte(start: Start) -> None:
+    handler = Recorder()
+    service = await start(handler, auth=True)
+    c = await Client.connect(service.ports[1], client_tls())
+    ehlo = await c.cmd("EHLO client.test")
+    assert b"250-AUTH LOGIN PLAIN" in ehlo and b"250-STARTTLS" not in ehlo
+    assert b"STARTTLS" not in (await c.cmd("HELP"))[0]
+    assert await c.cmd("STARTTLS") == [
+        b"503 5.5.1 Bad sequence of commands: TLS already active"]
+    c.close()
+
+
+async def test_implicit_tls_session_facts(start: Start) -> None:
+    handler = Recorder()
+    service = await start(handler)
+    c = await Client.connect(service.ports[1], client_tls(cert=True))
+    await c.cmd("EHLO mx.peer.test")
+    assert (await c.cmd("MAIL FROM:<a@peer.test>"))[0].startswith(b"250")
+    [seen] = handler.mails
+    assert seen.tls is not None and seen.tls[0] == "TLSv1.3"
+    assert seen.cert is not None
+    assert seen.session_ssl is not None and seen.session_ssl["peercert"] == seen.cert
+    c.close()
+
+
+async def test_plaintext_on_the_implicit_tls_port_is_refused(start: Start) -> None:
+    service = await start(Recorder())
+    reader, writer = await asyncio.open_connection("127.0.0.1", service.ports[1])
+    writer.write(b"EHLO client.test\r\n")
+    rest = await asyncio.wait_for(reader.read(), 10)
+    assert b"220" not in rest and b"250" not in rest
+    writer.close()
+
+
+# -- data, timeouts, end of connection ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("implicit", [False, True], ids=["starttls", "implicit"])
+async def test_a_large_message_crosses_the_tls_reader_intact(
+    start: Start, implicit: bool,
+) -> None:
+    """DATA is read in blocks through the stream reader above the TLS transport, which
+    pauses and resumes the socket as it fills and drains."""
+    handler = Recorder()
+    service = await start(handler, max_message_size=4 << 20)
+    if implicit:
+        c = await Client.connect(service.ports[1], client_tls())
+    else:
+        c = await Client.connect(service.ports[0])
+        await c.cmd("EHLO client.test")
+        await c.starttls(client_tls())
+    await c.cmd("EHLO client.test")
+    line = b"x" * 76 + b"\r\n"
+    body = b"Subject: big\r\n\r\n" + line * 30_000  # ~2.3 MiB
+    c.writer.write(b"MAIL FROM:<a@peer.test>\r\nRCPT TO:<b@mail.test>\r\nDATA\r\n")
+    assert [await c.reply() for _ in range(3)] == [
+        [b"250 2.1.0 Sender OK"], [b"250 2.1.5 Recipient OK"],
+        [b"354 End data with <CR><LF>.<CR><LF>"]]
+    c.writer.write(body + b".\r\nNOOP\r\n")
+    assert await c.reply() == [b"250 2.0.0 OK queued"]
+    assert await c.reply() == [b"250 2.0.0 OK"]
+    assert handler.contents == [body]
+    c.close()
+
+
+async def test_the_idle_timeout_closes_a_tls_connection(start: Start) -> None:
+    service = await start(Recorder(), idle_timeout=0.5)
+    c = await Client.connect(service.ports[0])
+    await c.cmd("EHLO client.test")
+    await c.starttls(client_tls())
+    await c.cmd("EHLO client.test")
+    assert await c.rest() == b""  # close_notify, then the end of the connection
+    await async_wait_for(_no_connections(service), what="the connection to go")
+
+
+async def test_shutdown_says_goodbye_over_tls(start: Start) -> None:
+    """SmtpService.close: an idle client hears 421 (RFC 5321 §3.8), encrypted."""
+    service = await start(Recorder())
+    c = await Client.connect(service.ports[0])
+    await c.cmd("EHLO client.test")
+    await c.starttls(client_tls())
+    await c.cmd("EHLO client.test")  # the server has completed the handshake too
+    await service.close(grace=1.0)
+    assert await c.rest() == b"421 4.3.2 Service shutting down, try again later\r\n"
+    await async_wait_for(_no_connections(service), what="the connection to go")
+
+
+async def test_a_client_that_goes_away_releases_its_connection(start: Start) -> None:
+    service = await start(Recorder())
+    c = await Client.connect(service.ports[0])
+    await c.cmd("EHLO client.test")
+    await c.starttls(client_tls())
+    await c.cmd("EHLO client.test")
+    assert len(service.connections) == 1
+    c.writer.transport.abort()  # no close_notify, no QUIT
+    await async_wait_for(_no_connections(service), what="the connection to go")
+
+
+def test_connections_keep_no_instance_dict() -> None:
+    """Every attribute of a connection has a slot (smtp_server._CONNECTION_SLOTS): a
+    new attribute in aiosmtpd or asyncio would silently bring back a per-connection dict."""
+
+    async def run() -> dict[str, Any]:
+        pki = harness.test_pki()
+        handler = Recorder()
+        service = await start_smtp_service(
+            "test", handler, hostname="mail.test",
+            tls_context=server_context(pki.server_cert, pki.server_key, pki.ca),
+            starttls=[("127.0.0.1", 0)], max_message_size=1 << 20, auth=True,
+        )
+        try:
+            c = await Client.connect(service.ports[0])
+            await c.cmd("EHLO client.test")
+            await c.starttls(client_tls())
+            await c.cmd("EHLO client.test")
+            await c.cmd("AUTH PLAIN AGEAYg==")
+            [conn] = service.connections
+            found = dict(vars(conn))
+            c.close()
+            return found
+        finally:
+            await service.close(grace=1.0)
+
+    assert asyncio.run(run()) == {}
+
+
+def _no_connections(service: SmtpService) -> Callable[[], Coroutine[Any, Any, bool]]:
+    async def check() -> bool:
+        return not service.connections
+
+    return check
