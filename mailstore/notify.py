@@ -117,6 +117,9 @@ class _PgBridge:
         self._listen_conn: Any = None
         self._send_conn: Any = None
         self._task: asyncio.Task[None] | None = None
+        #: The running flush: the loop keeps only a weak reference to a task, so an
+        #: unreferenced one may be collected mid-flight; close() also waits for it.
+        self._flush_task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._ready = asyncio.Event()
 
@@ -126,10 +129,11 @@ class _PgBridge:
 
     async def close(self) -> None:
         self._stop.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        for task in (self._flush_task, self._task):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         for conn in (self._listen_conn, self._send_conn):
             if conn is not None:
                 with contextlib.suppress(Exception):
@@ -139,7 +143,7 @@ class _PgBridge:
         self._pending.add(mailbox_id)
         if not self._flushing:
             self._flushing = True
-            asyncio.get_running_loop().create_task(self._flush())
+            self._flush_task = asyncio.get_running_loop().create_task(self._flush())
 
     async def _flush(self) -> None:
         import psycopg
