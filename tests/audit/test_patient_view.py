@@ -10,7 +10,6 @@ import json
 import smtplib
 import ssl
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ from sqlalchemy import select
 from audit.tables import audit_entry
 from caducee.cli import main
 from mailstore import accounts
-from mailstore.policy_patients import activate_patient, add_patient
 from smtp_gateway.patient_send import PatientMessage, SendRefused
 from tests.support.net import wait_for
 from tests.support.platform import InProcessPlatform, PlatformDir, make_platform_dir
@@ -51,16 +49,7 @@ def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
                  "--report", str(tmp / "report.txt")]) == 0
     pdir.add_account(DR_MARTIN, PASSWORD, referenced=False, rpps="819999900012")
     pdir.add_account(NURSE, PASSWORD, referenced=False, rpps="819999900038")
-    ctx = pdir.context()
-    try:
-        _, code = ctx.db.write_sync(lambda tx: add_patient(
-            tx.conn, ctx.keystore, ins=INS, patient_domain="patient.demo.mssante.fr",
-            display_name="Jeanne Patiente", notification_email="jeanne@example.org",
-            now=datetime.now(UTC)))
-        ctx.db.write_sync(lambda tx: activate_patient(
-            tx.conn, ins=INS, code=code, now=datetime.now(UTC), password="patient-password-1"))
-    finally:
-        ctx.close()
+    pdir.add_patient(INS)
     plat = InProcessPlatform(pdir).start()
     yield pdir, plat
     plat.stop()

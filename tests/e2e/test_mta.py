@@ -20,7 +20,6 @@ from sqlalchemy import Connection, select
 from caducee import pki
 from directory import admin as directory_admin
 from mailstore import messages
-from mailstore.policy_patients import activate_patient, add_patient
 from mailstore.policy_store import list_permissions
 from mailstore.tables import account, mailbox, message
 from smtp_gateway.patient_send import PatientMessage
@@ -44,16 +43,7 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         if request.param == "postgresql" else ""
     w = build_world(tmp_path_factory.mktemp("mta"), url)
     w.pdir.add_account(CLAIRE, PASSWORD)
-    ctx = w.pdir.context()
-    try:
-        _, code = ctx.db.write_sync(lambda tx: add_patient(
-            tx.conn, ctx.keystore, ins=INS, patient_domain="patient.demo.mssante.fr",
-            display_name="Jeanne Patiente", notification_email="jeanne@example.org",
-            now=datetime.now(UTC)))
-        ctx.db.write_sync(lambda tx: activate_patient(
-            tx.conn, ins=INS, code=code, now=datetime.now(UTC), password="patient-password-1"))
-    finally:
-        ctx.close()
+    w.pdir.add_patient(INS)
     plat = InProcessPlatform(w.pdir).start()
     yield w, plat
     plat.stop()

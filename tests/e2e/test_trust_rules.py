@@ -14,7 +14,6 @@ import pytest
 from sqlalchemy import select
 
 from mailstore import accounts, messages
-from mailstore.policy_patients import activate_patient, add_patient
 from mailstore.policy_store import list_permissions
 from mailstore.tables import account, mailbox, message
 from policy.decision import Reason
@@ -43,16 +42,7 @@ def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     for address in (DR_MARTIN, DR_LEFEVRE, NURSE, CARDIO):
         pdir.add_account(address, PASSWORD)
     pdir.add_account(UNLISTED, PASSWORD, referenced=False)
-    ctx = pdir.context()
-    try:
-        _, code = ctx.db.write_sync(lambda tx: add_patient(
-            tx.conn, ctx.keystore, ins=INS, patient_domain="patient.demo.mssante.fr",
-            display_name="Jeanne Patiente", notification_email="jeanne@example.org",
-            now=datetime.now(UTC)))
-        ctx.db.write_sync(lambda tx: activate_patient(
-            tx.conn, ins=INS, code=code, now=datetime.now(UTC), password="patient-password-1"))
-    finally:
-        ctx.close()
+    pdir.add_patient(INS)
     plat = InProcessPlatform(pdir).start()
     yield pdir, plat
     plat.stop()

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from caducee import config as config_mod
@@ -19,6 +20,7 @@ from caducee.runner import ALL_SERVICES, Platform, start_platform
 from caducee.setup_files import PORTS, InitOptions, write_all
 from directory import admin as directory_admin
 from mailstore import accounts
+from mailstore.policy_patients import activate_patient, add_patient
 from policy.identifiers import luhn_check_digit
 from tests.support.net import free_port, wait_for, wait_port
 
@@ -72,6 +74,21 @@ class PlatformDir:
         finally:
             ctx.close()
         return password
+
+    def add_patient(self, ins: str, password: str = "patient-password-1") -> str:
+        """Create the patient account ``<ins>@<patient domain>`` and activate it (as
+        ``caducee patient add`` then ``patient activate`` do); return its address."""
+        ctx = self.context()
+        try:
+            patient, code = ctx.db.write_sync(lambda tx: add_patient(
+                tx.conn, ctx.keystore, ins=ins, patient_domain=PATIENT_DOMAIN,
+                display_name="Jeanne Patiente", notification_email="jeanne@example.org",
+                now=datetime.now(UTC)))
+            ctx.db.write_sync(lambda tx: activate_patient(
+                tx.conn, ins=ins, code=code, now=datetime.now(UTC), password=password))
+        finally:
+            ctx.close()
+        return patient.address
 
 
 _counter = iter(range(10**6))
