@@ -5,10 +5,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.support.postgres import PostgresServer
+
+if TYPE_CHECKING:
+    from mailstore.db import Database
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -55,6 +59,19 @@ def db_url(empty_db_url: str) -> str:
         engine.dispose()
     return empty_db_url
 
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    """The store's :class:`~mailstore.db.Database` (group-commit writer, two readers) on
+    ``db_url``."""
+    from mailstore.db import Database, create_db_engine
+
+    database = Database(create_db_engine(db_url), readers=2)
+    try:
+        yield database
+    finally:
+        database.close()
 
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:

@@ -4,30 +4,20 @@ the transaction that changes it, and nothing when the list is unchanged or unrea
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 
 from audit.journal import Journal
 from audit.tables import audit_entry
 from mailstore import policy_trust
-from mailstore.db import Database, create_db_engine
+from mailstore.db import Database
 from mailstore.trust_refresh import ACTOR, TrustListRefresher, source_label
 from tests.audit.conftest import check
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
-
-@pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = Database(create_db_engine(db_url), readers=2)
-    try:
-        yield database
-    finally:
-        database.close()
 
 
 async def _trust_entries(db: Database) -> list[tuple[str, str, str, dict[str, str]]]:

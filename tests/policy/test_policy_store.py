@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,7 +15,7 @@ from sqlalchemy import Connection
 
 from mailstore import accounts, policy_patients, policy_store, policy_trust
 from mailstore.crypto import MasterKeyring
-from mailstore.db import Database, Tx, create_db_engine
+from mailstore.db import Database, Tx
 from mailstore.keystore import KeyStore
 from mailstore.policy_patients import ActivationResult, PatientError
 from mailstore.policy_tables import metadata
@@ -37,14 +37,6 @@ T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 PRO = "claire.martin@chu.mssante.fr"
 PATIENT_DOMAIN = "patient.chu.mssante.fr"
 
-
-@pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = Database(create_db_engine(db_url), readers=2)
-    try:
-        yield database
-    finally:
-        database.close()
 
 
 def test_migration_matches_the_tables(db: Database) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from caducee import pki
 from mailstore import policy_trust
-from mailstore.db import Database, create_db_engine
+from mailstore.db import Database
 from mailstore.trust_refresh import (
     TrustListRefresher,
     TrustSourceError,
@@ -78,14 +78,6 @@ def https(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpsServer]:
     finally:
         server.close()
 
-
-@pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = Database(create_db_engine(db_url), readers=2)
-    try:
-        yield database
-    finally:
-        database.close()
 
 
 def test_resolve_source(tmp_path: Path) -> None:
