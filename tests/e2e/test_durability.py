@@ -9,7 +9,9 @@ import smtplib
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from sqlalchemy import select
@@ -21,6 +23,7 @@ from tests.support.platform import PlatformDir, SubprocessPlatform, make_platfor
 SENDER = "claire.martin@demo.mssante.fr"
 RCPT = "paul.lefevre@demo.mssante.fr"
 PASSWORD = "durable-password-1"
+T = TypeVar("T")
 TOTAL = 2000
 CLIENTS = 8
 KILL_AT = (200, 450, 700, 950, 1200, 1450)
@@ -34,7 +37,9 @@ def _platform(request: pytest.FixtureRequest, tmp_path: Path, backend: str) -> P
     return pdir
 
 
-def stored_message_ids(pdir: PlatformDir) -> collections.Counter[str]:
+def stored_for_rcpt(pdir: PlatformDir, read_one: Callable[..., T]) -> list[T]:
+    """``read_one(conn, keystore, account_id, blob_id)`` (``messages.read_meta`` or
+    ``read_body``) for every message stored for RCPT."""
     ctx = pdir.context()
     try:
         def read(conn):
@@ -43,11 +48,15 @@ def stored_message_ids(pdir: PlatformDir) -> collections.Counter[str]:
                 .select_from(message.join(mailbox).join(account))
                 .where(account.c.address == RCPT)
             ).all()
-            return [messages.read_meta(conn, ctx.keystore, r.id, r.blob_id) for r in rows]
+            return [read_one(conn, ctx.keystore, r.id, r.blob_id) for r in rows]
 
-        metas = ctx.db.read_sync(read)
+        return list(ctx.db.read_sync(read))
     finally:
         ctx.close()
+
+
+def stored_message_ids(pdir: PlatformDir) -> collections.Counter[str]:
+    metas = stored_for_rcpt(pdir, messages.read_meta)
     return collections.Counter(m["headers"]["message-id"] for m in metas)
 
 
@@ -226,17 +235,5 @@ def test_sigterm_during_a_slow_data_upload_finishes_it(
         s.close()
         server.stop()
     assert stored_message_ids(pdir)["<slow-upload@test.caducee>"] == 1
-    ctx = pdir.context()
-    try:
-        def bodies(conn):
-            rows = conn.execute(
-                select(account.c.id, message.c.blob_id)
-                .select_from(message.join(mailbox).join(account))
-                .where(account.c.address == RCPT)
-            ).all()
-            return [messages.read_body(conn, ctx.keystore, r.id, r.blob_id) for r in rows]
-
-        (stored,) = ctx.db.read_sync(bodies)
-    finally:
-        ctx.close()
+    (stored,) = stored_for_rcpt(pdir, messages.read_body)
     assert stored.endswith(b"second half of the body\r\n" * 200)
