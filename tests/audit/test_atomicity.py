@@ -11,7 +11,6 @@ from __future__ import annotations
 import smtplib
 import ssl
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -20,7 +19,6 @@ from sqlalchemy import Connection, func, select, text
 
 from audit.tables import audit_entry
 from audit.verify import verify
-from mailstore.policy_trust import add_trusted
 from mailstore.queue_tables import queue_entry
 from mailstore.tables import account, mailbox, message
 from tests.support.platform import InProcessPlatform, PlatformDir, make_platform_dir
@@ -50,12 +48,7 @@ def live(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Iterat
     pdir = make_platform_dir(tmp_path / "p", url)
     for address in (SENDER, LOCAL):
         pdir.add_account(address, PASSWORD)
-    ctx = pdir.context()
-    try:
-        ctx.db.write_sync(lambda tx: add_trusted(
-            tx.conn, "autre-operateur.mssante.fr", added_by="test", at=datetime.now(UTC)))
-    finally:
-        ctx.close()
+    pdir.trust("autre-operateur.mssante.fr")
     plat = InProcessPlatform(pdir, services=("submission",)).start()
     try:
         yield pdir, plat

@@ -316,7 +316,6 @@ def data_reply(w: OperatorWorld, raw: bytes, *, to: str = CLAIRE) -> tuple[int, 
 
 
 def test_from_header_must_be_trusted_not_ours_and_dkim_aligned(world) -> None:
-    from mailstore.policy_trust import add_trusted
 
     w, plat = world
     not_owned = (553, b"5.7.1 Sender address not owned by authenticated user")
@@ -332,12 +331,7 @@ def test_from_header_must_be_trusted_not_ours_and_dkim_aligned(world) -> None:
     assert data_reply(w, w.peer_signer.sign(no_from)) == untrusted
 
     # From: another trusted operator, signed only by the envelope's operator: not aligned.
-    ctx = w.pdir.context()
-    try:
-        ctx.db.write_sync(lambda tx: add_trusted(tx.conn, THIRD_DOMAIN, added_by="test",
-                                                 at=datetime.now(UTC)))
-    finally:
-        ctx.close()
+    w.pdir.trust(THIRD_DOMAIN)
     platform = plat.platform
     assert platform is not None
     gate: Any = platform.services["policy"]

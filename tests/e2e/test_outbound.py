@@ -122,16 +122,7 @@ def test_mixed_local_and_remote_recipients(world) -> None:
 def test_null_mx_bounces_with_a_dsn(world) -> None:
     w, _ = world
     before = len(inbox(w, CLAIRE))
-    ctx = w.pdir.context()
-    try:
-        from datetime import UTC, datetime
-
-        from mailstore.policy_trust import add_trusted
-
-        ctx.db.write_sync(lambda tx: add_trusted(tx.conn, "nullmx.test", added_by="test",
-                                                 at=datetime.now(UTC)))
-    finally:
-        ctx.close()
+    w.pdir.trust("nullmx.test")
     _, plat = world
     plat.call(plat.platform.services["policy"].reload_trust)
     submit(w, ["nobody@nullmx.test"], "vers nulle part")

@@ -312,17 +312,8 @@ def test_unknown_local_recipient_and_remote_relay(live) -> None:
 
 
 def test_trusted_remote_domain_is_accepted_and_queued(live) -> None:
-    from datetime import UTC, datetime
-
-    from mailstore.policy_trust import add_trusted
-
     pdir, plat = live
-    ctx = pdir.context()
-    try:
-        ctx.db.write_sync(lambda tx: add_trusted(
-            tx.conn, "autre-operateur.mssante.fr", added_by="test", at=datetime.now(UTC)))
-    finally:
-        ctx.close()
+    pdir.trust("autre-operateur.mssante.fr")
     plat.call(plat.platform.services["policy"].reload_trust)
     with login(pdir) as s:
         assert s.docmd("MAIL", f"FROM:<{CLAIRE}>")[0] == 250

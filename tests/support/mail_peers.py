@@ -18,7 +18,6 @@ import subprocess
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import dns.exception
@@ -28,7 +27,6 @@ import dns.rdatatype
 
 from benchmarks.peers import processes
 from caducee import pki
-from mailstore.policy_trust import add_trusted
 from smtp_gateway.dkim_sign import DkimSigner
 from smtp_gateway.mx import DnsSettings
 from tests.support.net import free_port, wait_for
@@ -356,10 +354,5 @@ def build_world(
         raise
     configure(pdir, "outbound", dns_nameservers=["127.0.0.1"], dns_port=dns_server.port,
               smtp_port=postfix.smtp_port, connect_timeout=10.0, **(outbound or {}))
-    ctx = pdir.context()
-    try:
-        ctx.db.write_sync(lambda tx: add_trusted(tx.conn, OTHER_DOMAIN, added_by="test",
-                                                 at=datetime.now(UTC)))
-    finally:
-        ctx.close()
+    pdir.trust(OTHER_DOMAIN)
     return OperatorWorld(pdir, dns_server, postfix, peer)

@@ -21,6 +21,7 @@ from caducee.setup_files import PORTS, InitOptions, write_all
 from directory import admin as directory_admin
 from mailstore import accounts
 from mailstore.policy_patients import activate_patient, add_patient
+from mailstore.policy_trust import add_trusted
 from policy.identifiers import luhn_check_digit
 from tests.support.net import free_port, wait_for, wait_port
 
@@ -74,6 +75,16 @@ class PlatformDir:
         finally:
             ctx.close()
         return password
+
+    def trust(self, domain: str) -> None:
+        """Add ``domain`` to the trusted list (a running platform's policy gate sees it
+        after ``reload_trust``)."""
+        ctx = self.context()
+        try:
+            ctx.db.write_sync(lambda tx: add_trusted(
+                tx.conn, domain, added_by="test", at=datetime.now(UTC)))
+        finally:
+            ctx.close()
 
     def add_patient(self, ins: str, password: str = "patient-password-1") -> str:
         """Create the patient account ``<ins>@<patient domain>`` and activate it (as
