@@ -119,13 +119,19 @@ def test_demo_prepares_everything_and_is_idempotent(tmp_path: Path) -> None:
     assert found.returncode == 0 and "paul.lefevre@demo.mssante.fr" in found.stdout
 
 
-def test_account_from_directory(tmp_path: Path) -> None:
+def _init_with_demo_directory(tmp_path: Path, port_base: str) -> str:
+    """``caducee init`` then an import of the demo extracts; return the config's path."""
     d = tmp_path / "dir"
-    assert run("init", str(d), "--port-base", "22000").returncode == 0
+    assert run("init", str(d), "--port-base", port_base).returncode == 0
     cfg = str(d / "caducee.toml")
     demo = Path(__file__).resolve().parents[2] / "conf" / "demo"
     imp = run("-c", cfg, "directory", "import", *map(str, sorted(demo.glob("*_demo.txt"))))
     assert imp.returncode == 0, imp.stderr
+    return cfg
+
+
+def test_account_from_directory(tmp_path: Path) -> None:
+    cfg = _init_with_demo_directory(tmp_path, "22000")
     r = run("-c", cfg, "account", "add", "paul.lefevre@demo.mssante.fr", "--from-directory")
     assert r.returncode == 0, r.stderr
     listing = run("-c", cfg, "account", "list").stdout
@@ -147,12 +153,7 @@ def test_a_bare_rpps_is_stored_as_the_national_identifier(tmp_path: Path) -> Non
     from mailstore.db import create_db_engine
     from policy.senders import AccountKind, SenderAccount, check_sender_referenced
 
-    d = tmp_path / "dir"
-    assert run("init", str(d), "--port-base", "22100").returncode == 0
-    cfg = str(d / "caducee.toml")
-    demo = Path(__file__).resolve().parents[2] / "conf" / "demo"
-    assert run("-c", cfg, "directory", "import",
-               *map(str, sorted(demo.glob("*_demo.txt")))).returncode == 0
+    cfg = _init_with_demo_directory(tmp_path, "22100")
     claire = next(p for p in DEMO_PEOPLE if p.address.startswith("claire."))
     assert len(claire.rpps) == 11
     r = run("-c", cfg, "account", "add", claire.address, "--national-id", claire.rpps)
