@@ -72,3 +72,17 @@ class AuditEvent:
     protocol: str | None = None
     object_ids: tuple[tuple[str, str], ...] = ()
     at: datetime | None = None
+
+
+def login_event(
+    actor: str, outcome: str, reason: str | None, *, client_ip: str | None, protocol: str
+) -> AuditEvent:
+    """One login attempt (SMTP AUTH, IMAP LOGIN/AUTHENTICATE, HTTP Basic): ``login.succeeded``
+    when ``outcome`` is ``ok``, else ``login.failed``. ``actor`` is the name the client
+    gave, cut to the longest address there is (RFC 5321 §4.5.3.1.3: 320 characters);
+    never the password."""
+    return AuditEvent(
+        action=Action.LOGIN_SUCCEEDED if outcome == Outcome.OK else Action.LOGIN_FAILED,
+        actor=actor[:320], outcome=outcome, reason=reason, client_ip=client_ip,
+        protocol=protocol,
+    )

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Protocol
 
-from audit.events import Action, AuditEvent
+from audit.events import Action, AuditEvent, Outcome, login_event
 from caducee.config import Config
 from caducee.context import Context
 from caducee.tls import server_context, tune_asyncio_tls
@@ -121,9 +121,9 @@ def journal_sink(ctx: Context) -> Callable[[AuditEvent], None]:
 
 #: A refused login's outcome and reason code in the journal (the same as IMAP and web).
 _LOGIN_OUTCOMES: dict[AuthStatus, tuple[str, str | None]] = {
-    AuthStatus.FAILED: ("failed", Reason.AUTH_FAILED.value),
-    AuthStatus.RATE_LIMITED: ("refused", Reason.RATE_LIMITED.value),
-    AuthStatus.DISABLED: ("refused", "account_disabled"),
+    AuthStatus.FAILED: (Outcome.FAILED, Reason.AUTH_FAILED.value),
+    AuthStatus.RATE_LIMITED: (Outcome.REFUSED, Reason.RATE_LIMITED.value),
+    AuthStatus.DISABLED: (Outcome.REFUSED, "account_disabled"),
 }
 
 
@@ -211,12 +211,8 @@ async def start_platform(ctx: Context, services: tuple[str, ...] = ALL_SERVICES)
     on_refusal = refusal_recorder(sink, "smtp")
 
     def on_login(who: str, ip: str | None, status: AuthStatus) -> None:
-        ok = status is AuthStatus.OK
-        outcome, reason = _LOGIN_OUTCOMES.get(status, ("ok", None))
-        sink(AuditEvent(
-            action=Action.LOGIN_SUCCEEDED if ok else Action.LOGIN_FAILED, actor=who,
-            outcome=outcome, reason=reason, client_ip=ip, protocol="smtp",
-        ))
+        outcome, reason = _LOGIN_OUTCOMES.get(status, (Outcome.OK, None))
+        sink(login_event(who, outcome, reason, client_ip=ip, protocol="smtp"))
 
     platform.services["policy"] = gate
     if cfg.policy.trust_sources:

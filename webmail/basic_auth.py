@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 
-from audit.events import Action, AuditEvent, Outcome
+from audit.events import AuditEvent, Outcome, login_event
 from directory.http_api import LoginRateLimited
 from mailstore.auth import Authenticator, AuthStatus
 from mailstore.tables import PATIENT
@@ -27,13 +27,6 @@ API_KINDS_REFUSED = frozenset({PATIENT})
 
 #: Appends one event to the journal (in its own write job; see ``caducee.runner``).
 JournalSink = Callable[[AuditEvent], None]
-
-
-def _login_event(actor: str, outcome: str, reason: str | None, client: str | None) -> AuditEvent:
-    return AuditEvent(
-        action=Action.LOGIN_SUCCEEDED if outcome == Outcome.OK else Action.LOGIN_FAILED,
-        actor=actor[:320], outcome=outcome, reason=reason, client_ip=client, protocol="web",
-    )
 
 
 def basic_authenticator(
@@ -48,7 +41,7 @@ def basic_authenticator(
 
     def record(actor: str, outcome: str, reason: str | None, client: str | None) -> None:
         if journal is not None:
-            journal(_login_event(actor, outcome, reason, client))
+            journal(login_event(actor, outcome, reason, client_ip=client, protocol="web"))
 
     async def authenticate(request: Request) -> str | None:
         header = request.headers.get("authorization", "")
