@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Engine
 
 from audit import export as export_mod
@@ -124,28 +125,28 @@ def _actor() -> str:
     return f"cli:{getpass.getuser()}"
 
 
-def _verify_keys(cfg: Config, journal: Journal, extra: list[Path]) -> dict[str, Any]:
-    """The current journal key (private key, or its ``.pub`` alone), the retired keys of
-    ``audit.retired_keys_dir`` (already in ``journal.verify_keys``) and ``extra``."""
-    ring = dict(journal.verify_keys)
-    if journal.signing_key is None:
-        pub = keys.public_path(cfg.audit.journal_key_file)
-        if pub.exists():
-            extra = [pub, *extra]
-    for path in extra:
-        try:
-            k = keys.load_public_key(path)
-        except keys.JournalKeyError as exc:
-            raise CliError(str(exc)) from None
-        ring[keys.key_id(k)] = k
-    return ring
+def _load_public_key(path: Path) -> Ed25519PublicKey:
+    try:
+        return keys.load_public_key(path)
+    except keys.JournalKeyError as exc:
+        raise CliError(str(exc)) from None
 
 
-def _current_public_key(cfg: Config, journal: Journal) -> Any:
+def _current_public_key(cfg: Config, journal: Journal) -> Ed25519PublicKey | None:
+    """The current journal key: from the private key, or its ``.pub`` alone."""
     if journal.signing_key is not None:
         return journal.signing_key.public_key()
     pub = keys.public_path(cfg.audit.journal_key_file)
-    return keys.load_public_key(pub) if pub.exists() else None
+    return _load_public_key(pub) if pub.exists() else None
+
+
+def _verify_keys(
+    journal: Journal, current: Ed25519PublicKey | None, extra: list[Path]
+) -> dict[str, Ed25519PublicKey]:
+    """The ``current`` journal key (:func:`_current_public_key`), the retired keys of
+    ``audit.retired_keys_dir`` (already in ``journal.verify_keys``) and ``extra``."""
+    found = [current] if current is not None else []
+    return {**journal.verify_keys, **keys.key_ring([*found, *map(_load_public_key, extra)])}
 
 
 def _print_report(report: VerifyReport) -> None:
@@ -173,7 +174,7 @@ def _print_report(report: VerifyReport) -> None:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     with _opened(args) as (cfg, engine, journal):
-        ring = _verify_keys(cfg, journal, args.public_key)
+        ring = _verify_keys(journal, _current_public_key(cfg, journal), args.public_key)
         if not ring:
             raise CliError("aucune clé publique du journal : indiquez --public-key")
         cp_file = None if args.no_file else cfg.audit.checkpoint_file
@@ -202,8 +203,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     with _opened(args) as (cfg, engine, journal):
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         out: Path = args.output or Path(f"audit-export-{stamp}.jsonl")
-        ring = _verify_keys(cfg, journal, [])
         pub = _current_public_key(cfg, journal)
+        ring = _verify_keys(journal, pub, [])
         retired = [k for kid, k in ring.items() if pub is None or kid != keys.key_id(pub)]
         with engine.connect() as conn:
             result = export_mod.export(
@@ -327,8 +328,8 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
 
 def cmd_keys(args: argparse.Namespace) -> int:
     with _opened(args) as (cfg, _engine, journal):
-        ring = _verify_keys(cfg, journal, [])
         current = _current_public_key(cfg, journal)
+        ring = _verify_keys(journal, current, [])
         current_id = keys.key_id(current) if current is not None else None
         for kid, pub in ring.items():
             state = "actuelle" if kid == current_id else "retirée"
