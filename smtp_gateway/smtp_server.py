@@ -58,8 +58,10 @@ logging.getLogger("mail.log").addFilter(_LoginDataNoise())
 _DATA_BLOCK = 64 * 1024
 
 #: Replies never held back: the client waits for them before anything else (220 before
-#: the TLS handshake, 334 AUTH challenges), or the connection closes right after them.
-_SEND_AT_ONCE = frozenset({b"220", b"221", b"334", b"421"})
+#: the TLS handshake, 334 AUTH challenges), or the connection may close right after them
+#: (221, 421, aiosmtpd's 502 after too many unrecognised commands): a held reply would
+#: be lost with the connection, and so would the replies held before it.
+_SEND_AT_ONCE = frozenset({b"220", b"221", b"334", b"421", b"502"})
 
 #: RFC 5321 §4.1.2 ``Path`` without source route, ASCII ``Dot-string`` local part and a
 #: plain ``Domain``; the rest of the line (ESMTP parameters) is group 2.
@@ -328,7 +330,7 @@ class CaduceeSMTP(SMTP):  # type: ignore[misc,unused-ignore]
 
     async def smtp_AUTH(self, arg: str) -> None:
         if not self.allow_auth:  # the MTA: other operators authenticate by certificate
-            await super().push("502 5.5.1 AUTH not available on this service")
+            await self.push("502 5.5.1 AUTH not available on this service")
             return
         await super().smtp_AUTH(arg)
 
@@ -391,7 +393,7 @@ class CaduceeSMTP(SMTP):  # type: ignore[misc,unused-ignore]
         if self.transport is None:
             return
         with contextlib.suppress(ConnectionError, RuntimeError):
-            await super().push(replies.R421_SHUTTING_DOWN.line())
+            await self.push(replies.R421_SHUTTING_DOWN.line())
         if self.transport is not None:
             self.transport.close()
 

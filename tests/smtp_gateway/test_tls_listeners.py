@@ -322,6 +322,30 @@ async def test_a_large_message_crosses_the_tls_reader_intact(
     c.close()
 
 
+async def test_pipelined_replies_keep_their_order(start: Start) -> None:
+    """RFC 2920 §3.2: replies held back while commands wait in the input go out in the
+    order of the commands, also beside one the listener answers itself (AUTH on the MTA)."""
+    service = await start(Recorder(), auth=False)
+    c = await Client.connect(service.ports[1], client_tls())
+    c.writer.write(b"NOOP\r\nAUTH PLAIN AGEAYg==\r\nNOOP\r\nQUIT\r\n")
+    assert await c.rest() == (
+        b"250 2.0.0 OK\r\n502 5.5.1 AUTH not available on this service\r\n"
+        b"250 2.0.0 OK\r\n221 2.0.0 Bye\r\n"
+    )
+
+
+async def test_replies_held_before_a_closing_reply_are_sent(start: Start) -> None:
+    """aiosmtpd closes the connection after too many unrecognised commands: the client
+    still hears every reply, pipelined or not, the last one included."""
+    service = await start(Recorder())
+    c = await Client.connect(service.ports[1], client_tls())
+    await c.cmd("EHLO client.test")
+    c.writer.write(b"XYZZY\r\n" * 7)
+    rest = await c.rest()
+    assert rest.count(b'500 5.5.2 command "XYZZY" not recognized\r\n') == 4
+    assert rest.endswith(b"502 5.5.1 Too many unrecognized commands, goodbye.\r\n")
+
+
 async def test_the_idle_timeout_closes_a_tls_connection(start: Start) -> None:
     service = await start(Recorder(), idle_timeout=0.5)
     c = await Client.connect(service.ports[0])
