@@ -30,7 +30,6 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from email.utils import getaddresses
 from typing import Any
 
 from aiosmtpd.smtp import Envelope, Session
@@ -46,7 +45,7 @@ from policy.patients import grants_permission
 from smtp_gateway import replies
 from smtp_gateway.delivery import DeliveryAgent, Incoming, LocalRecipient
 from smtp_gateway.dkim_verify import DkimVerifier, strip_forged
-from smtp_gateway.policy_gate import PolicyGate
+from smtp_gateway.policy_gate import PolicyGate, header_addresses
 from smtp_gateway.recipients import RecipientResolver
 from smtp_gateway.smtp_edge import (
     RefusalHook,
@@ -58,7 +57,7 @@ from smtp_gateway.smtp_edge import (
     ssl_info,
 )
 from smtp_gateway.smtp_server import SmtpService, start_smtp_service
-from smtp_gateway.trace import header_values, received_header
+from smtp_gateway.trace import received_header
 
 log = logging.getLogger(__name__)
 
@@ -228,9 +227,9 @@ class MtaHandler:
             return raw
         state = self.state(envelope)
         sender = envelope.mail_from or ""
-        authors = _addresses(raw, "From")
+        authors = header_addresses(raw, "from")
         origin = inbound_rules.check_header_origin(
-            authors, _addresses(raw, "Sender"), space=self.gate.space
+            authors, header_addresses(raw, "sender"), space=self.gate.space
         )
         if not origin:
             return self._refuse(session, sender, origin.reason, origin.detail)
@@ -288,11 +287,6 @@ class MtaHandler:
 
     async def handle_exception(self, error: Exception) -> str:
         return exception_reply(error)
-
-
-def _addresses(raw: bytes, field_name: str) -> list[str]:
-    """The addresses of every ``field_name:`` field (RFC 5322 §3.6.2), as written."""
-    return [address for _, address in getaddresses(header_values(raw, field_name))]
 
 
 async def start_mta(

@@ -38,17 +38,20 @@ log = logging.getLogger(__name__)
 INLINE_CHECK_MAX = 64 * 1024
 
 
-def header_senders(raw: bytes) -> list[str]:
-    """The addresses of the ``From:`` and ``Sender:`` fields (RFC 5322 §3.6.2).
+def header_addresses(raw: bytes, *names: str) -> list[str]:
+    """The addresses of the fields called ``names`` in lower case (``from``, ``sender``:
+    RFC 5322 §3.6.2), in header order, as written.
 
     The header block is split by the same lenient parser that builds the IMAP ENVELOPE
-    (:mod:`mailstore.mime_headers`), so the addresses checked are the ones clients show.
+    (:mod:`mailstore.mime_headers`), so the addresses checked at submission and at the
+    MTA are the ones clients show (``From :`` included, RFC 5322 §4.5.3).
     """
+    wanted = {name.encode() for name in names}
     fields = split_fields(raw[: body_offset(raw)])
     values = [
         bytes_to_text(unfold(value))
         for name, value in fields
-        if name.lower() in (b"from", b"sender")
+        if name.lower() in wanted
     ]
     return [address for _, address in getaddresses(values)]
 
@@ -162,7 +165,9 @@ class PolicyGate:
     ) -> Decision:
         """DATA: From:/Sender: belong to the account; size and attachments are acceptable."""
         facts = await self.sender(account)
-        owned = sender_rules.check_header_senders(header_senders(raw), facts)
+        owned = sender_rules.check_header_senders(
+            header_addresses(raw, "from", "sender"), facts
+        )
         if not owned:
             return owned
         patients = frozenset(r.ins for r in recipients if r.kind == "patient" and r.ins)
