@@ -33,7 +33,9 @@ from mailstore.db import Database, Tx
 from mailstore.keystore import KeyStore
 from mailstore.messages import Stored, append_message, encode_index
 from mailstore.policy_store import record_professional_message
+from mailstore.tables import PATIENT
 from policy.patients import CLOSING_HEADER, closes_conversation
+from policy.recipients import LocalMailbox
 from smtp_gateway import queue_store
 from smtp_gateway.dkim_sign import DkimSigner
 from smtp_gateway.trace import find_message_id, header_values, message_id_header, new_queue_id
@@ -54,6 +56,10 @@ class LocalRecipient:
     inbox_id: int
     kind: str
     ins: str | None = None
+
+    def mailbox(self) -> LocalMailbox:
+        """The routing fact the recipient rules take (:mod:`policy.recipients`)."""
+        return LocalMailbox(self.address, is_patient=self.kind == PATIENT)
 
 
 @dataclass(frozen=True)

@@ -181,13 +181,9 @@ class MtaHandler:
         local: LocalRecipient | None = None
         if domain in self.settings.local_domains:
             local = await self.resolver.resolve(address)
-        mailbox = (
-            recipient_rules.LocalMailbox(local.address, is_patient=local.kind == "patient")
-            if local is not None else None
-        )
         decision = recipient_rules.check_recipient(
             address, channel=recipient_rules.Channel.INBOUND, space=self.gate.space,
-            local=mailbox,
+            local=local.mailbox() if local is not None else None,
         )
         sender = envelope.mail_from or ""
         if not decision:

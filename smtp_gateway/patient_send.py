@@ -134,12 +134,9 @@ class PatientSender:
             if not facts.permission:
                 return SendRefused(facts.permission, facts.address)
             rcpt = facts.local
-            mailbox = (
-                recipient_rules.LocalMailbox(rcpt.address, is_patient=rcpt.kind == PATIENT)
-                if rcpt is not None else None
-            )
             decision = recipient_rules.check_patient_recipient(
-                facts.address, space=space, local=mailbox, directory=facts.directory
+                facts.address, space=space, local=rcpt.mailbox() if rcpt is not None else None,
+                directory=facts.directory
             )
             if not decision:
                 return SendRefused(decision, facts.address)

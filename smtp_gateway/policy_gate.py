@@ -151,13 +151,9 @@ class PolicyGate:
         referenced = sender_rules.check_sender_referenced(facts)
         if not referenced:
             return referenced
-        mailbox = (
-            recipient_rules.LocalMailbox(local.address, is_patient=local.kind == "patient")
-            if local is not None
-            else None
-        )
         return recipient_rules.check_recipient(
-            address, channel=recipient_rules.Channel.SUBMISSION, space=self.space, local=mailbox
+            address, channel=recipient_rules.Channel.SUBMISSION, space=self.space,
+            local=local.mailbox() if local is not None else None
         )
 
     async def on_data(
