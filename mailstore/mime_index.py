@@ -84,7 +84,7 @@ def build_index(raw: bytes) -> dict[str, Any]:
         text = decode_text(value)[:budget]
         budget -= len(text)
         decoded.append([name.decode("latin-1").lower(), text])
-    firsts = first_values(fields)
+    firsts = builder.firsts(root)
     headers: dict[str, str] = {}
     for field_name in INDEXED_FIELDS:
         val = first_in(firsts, field_name.encode())
@@ -94,7 +94,7 @@ def build_index(raw: bytes) -> dict[str, Any]:
         "v": INDEX_VERSION,
         "size": len(raw),
         "headers": headers,
-        "envelope": builder.envelope(fields).decode("latin-1"),
+        "envelope": builder.envelope(firsts).decode("latin-1"),
         "body": builder.structure(root, extended=False).decode("latin-1"),
         "bodystructure": builder.structure(root, extended=True).decode("latin-1"),
         "tree": root,
@@ -117,9 +117,8 @@ class _Builder:
     def __init__(self, raw: bytes) -> None:
         self.raw = raw
         self.parts = 0
-        #: The header fields of each entity, by id(node), for rendering.
-        self._fields: dict[int, list[tuple[bytes, bytes]]] = {}
-        #: The first value of each field name, by id(node) (see :func:`first_values`).
+        #: The first value of each field name of each entity, by id(node), for rendering
+        #: (see :func:`first_values`).
         self._firsts: dict[int, dict[bytes, bytes]] = {}
 
     # -- parsing -------------------------------------------------------------------------
@@ -151,7 +150,6 @@ class _Builder:
         charset = next((v for k, v in params if k.lower() == b"charset"), None)
         if charset:
             node["cs"] = charset.decode("latin-1")
-        self._fields[id(node)] = fields
         self._firsts[id(node)] = firsts
         node_params = params
         if node["t"] == "multipart" and depth < MAX_DEPTH:
@@ -214,9 +212,12 @@ class _Builder:
 
     # -- rendering ---------------------------------------------------------------------------
 
-    def envelope(self, fields: list[tuple[bytes, bytes]]) -> bytes:
-        """ENVELOPE (RFC 3501 §7.4.2)."""
-        firsts = first_values(fields)
+    def firsts(self, node: Node) -> dict[bytes, bytes]:
+        """The first value of each header field of ``node``'s entity."""
+        return self._firsts.get(id(node), {})
+
+    def envelope(self, firsts: dict[bytes, bytes]) -> bytes:
+        """ENVELOPE (RFC 3501 §7.4.2) of the entity whose fields ``firsts`` indexes."""
 
         def addrs(name: bytes) -> Value:
             val = first_in(firsts, name)
@@ -251,7 +252,7 @@ class _Builder:
         return out
 
     def _structure(self, node: Node, extended: bool) -> bytes:
-        firsts = self._firsts.get(id(node), {})
+        firsts = self.firsts(node)
         params: list[tuple[bytes, bytes]] = node.get("_params", [])
         param_list: Value = [v for kv in params for v in kv] or None
         ext: list[Value] = []
@@ -286,7 +287,7 @@ class _Builder:
         ]
         if "m" in node:
             inner = node["m"]
-            single.append(Atom(self.envelope(self._fields.get(id(inner), []))))
+            single.append(Atom(self.envelope(self.firsts(inner))))
             single.append(Atom(self._structure(inner, extended)))
             single.append(self.raw.count(b"\n", node["b"], node["e"]))
         elif node["t"] == "text":
