@@ -49,15 +49,6 @@ def unfold(value: bytes) -> bytes:
     return _FOLD.sub(b"", value).strip()
 
 
-def first(fields: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
-    """The unfolded value of the first field called ``name`` (case-insensitive)."""
-    lname = name.lower()
-    for n, v in fields:
-        if n.lower() == lname:
-            return unfold(v)
-    return None
-
-
 def first_values(fields: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
     """Lower-case name → raw value of the first field of that name: :func:`first_in`
     then answers each lookup without scanning the fields again."""
@@ -68,7 +59,8 @@ def first_values(fields: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
 
 
 def first_in(index: dict[bytes, bytes], name: bytes) -> bytes | None:
-    """:func:`first` over an index made by :func:`first_values` (``name`` in lower case)."""
+    """The unfolded value of the first field called ``name`` (in lower case), from an
+    index made by :func:`first_values`."""
     value = index.get(name)
     return None if value is None else unfold(value)
 
