@@ -20,9 +20,6 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-#: The index keys the cache keeps.
-STRUCTURE_KEYS = ("envelope", "body", "bodystructure")
-
 #: Header fields whose addresses can name a patient reader (ARCHITECTURE.md §2 flow 6).
 _ADDRESS_FIELDS = frozenset({"from", "to", "cc", "sender", "reply-to"})
 #: A patient address: the 15-character INS matricule at some domain (DOMAIN.md §2).
