@@ -59,17 +59,24 @@ def seal(cipher: AESGCM, aad: bytes, plaintext: bytes) -> bytes:
 OVERHEAD = 1 + NONCE_LEN + 16
 
 
-def open_sealed(cipher: AESGCM, aad: bytes, data: bytes, *, what: str = "ciphertext") -> bytes:
+def _sealed_parts(data: bytes, what: str) -> tuple[bytes, memoryview]:
+    """The nonce and the GCM ciphertext (with its tag) of a sealed value; the latter a
+    memoryview, so a message of megabytes is not copied before it is decrypted."""
     if len(data) < OVERHEAD or data[:1] != VERSION:
         raise DecryptionError(f"{what}: not a Caducée ciphertext (truncated or unknown version)")
-    nonce = data[1 : 1 + NONCE_LEN]
+    return data[1 : 1 + NONCE_LEN], memoryview(data)[1 + NONCE_LEN :]
+
+
+def _tampered(what: str) -> DecryptionError:
+    return DecryptionError(f"{what}: authentication failed (tampered, or moved from another row)")
+
+
+def open_sealed(cipher: AESGCM, aad: bytes, data: bytes, *, what: str = "ciphertext") -> bytes:
+    nonce, sealed = _sealed_parts(data, what)
     try:
-        # A memoryview: a message of megabytes is not copied before it is decrypted.
-        return cipher.decrypt(nonce, memoryview(data)[1 + NONCE_LEN :], aad)
+        return cipher.decrypt(nonce, sealed, aad)
     except InvalidTag:
-        raise DecryptionError(
-            f"{what}: authentication failed (tampered, or moved from another row)"
-        ) from None
+        raise _tampered(what) from None
 
 
 def sealed_size(data: bytes) -> int:
@@ -83,16 +90,11 @@ def open_sealed_into(
     """:func:`open_sealed` writing the plaintext into ``out`` (exactly
     :func:`sealed_size` bytes), e.g. straight into a response buffer. On
     :class:`DecryptionError` ``out`` holds unauthenticated bytes: the caller must drop it."""
-    if len(data) < OVERHEAD or data[:1] != VERSION:
-        raise DecryptionError(f"{what}: not a Caducée ciphertext (truncated or unknown version)")
+    nonce, sealed = _sealed_parts(data, what)
     try:
-        cipher.decrypt_into(
-            data[1 : 1 + NONCE_LEN], memoryview(data)[1 + NONCE_LEN :], aad, out
-        )
+        cipher.decrypt_into(nonce, sealed, aad, out)
     except InvalidTag:
-        raise DecryptionError(
-            f"{what}: authentication failed (tampered, or moved from another row)"
-        ) from None
+        raise _tampered(what) from None
 
 
 @dataclass
