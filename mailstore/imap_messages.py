@@ -471,7 +471,7 @@ def fetch_rows(
     else:  # a huge set: built for this call
         q = _build_fetch_statement(columns, uid_condition(uids))
     rows = driver_rows(conn, _since(q, changedsince, params), params)
-    for i, process in _processors(columns, conn.dialect.name, conn.dialect):
+    for i, process in _processors(columns, conn.dialect):
         rows = [(*r[:i], process(r[i]), *r[i + 1 :]) for r in rows]
     return rows
 
@@ -480,11 +480,11 @@ _PROCESSORS: dict[tuple[tuple[str, ...], str], list[tuple[int, Callable[[Any], A
 
 
 def _processors(
-    columns: tuple[str, ...], name: str, dialect: Dialect
+    columns: tuple[str, ...], dialect: Dialect
 ) -> list[tuple[int, Callable[[Any], Any]]]:
     """The result conversions SQLAlchemy would apply to ``columns`` on ``dialect`` (only
     DATETIME on SQLite, stored as text), by column index."""
-    key = (columns, name)
+    key = (columns, dialect.name)
     found = _PROCESSORS.get(key)
     if found is None:
         found = []
