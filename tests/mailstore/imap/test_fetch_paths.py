@@ -234,6 +234,12 @@ def _login(h: ImapHarness) -> Wire:
     return w
 
 
+def _highest_modseq(w: Wire) -> int:
+    found = re.search(rb"HIGHESTMODSEQ (\d+)", w.cmd(b"st", b"STATUS INBOX (HIGHESTMODSEQ)"))
+    assert found is not None
+    return int(found.group(1))
+
+
 def test_many_batches_come_back_in_order_and_intact(small_batches: ImapHarness) -> None:
     acc = small_batches.create_account("claire@chu.test", PASSWORD)
     raws = [MESSAGES[n % len(MESSAGES)] + b"X-N: %d\r\n" % n for n in range(45)]
@@ -256,18 +262,11 @@ def test_reading_messages_already_seen_writes_nothing(small_batches: ImapHarness
     small_batches.deliver(acc, [corpus.SIMPLE, corpus.WITH_PDF], flags=["\\Seen"])
     small_batches.deliver(acc, [corpus.FORWARDED])
     w = _login(small_batches)
-
-    def highest() -> bytes:
-        status = w.cmd(b"st", b"STATUS INBOX (HIGHESTMODSEQ)")
-        found = re.search(rb"HIGHESTMODSEQ (\d+)", status)
-        assert found is not None
-        return found.group(1)
-
-    before = highest()
+    before = _highest_modseq(w)
     assert w.cmd(b"a1", b"FETCH 1:2 BODY[]").count(b"FLAGS (\\Seen \\Recent))") == 2
-    assert highest() == before
+    assert _highest_modseq(w) == before
     assert w.cmd(b"a2", b"FETCH 1:3 BODY[]").count(b"FLAGS (\\Seen \\Recent))") == 3
-    assert int(highest()) == int(before) + 1
+    assert _highest_modseq(w) == before + 1
     w.close()
 
 
@@ -278,22 +277,16 @@ def test_seen_is_set_in_one_write_when_a_later_batch_needs_it(
     small_batches.deliver(acc, [corpus.SIMPLE] * 12, flags=["\\Seen"])
     small_batches.deliver(acc, [corpus.WITH_PDF] * 12)
     w = _login(small_batches)
-
-    def highest() -> int:
-        found = re.search(rb"HIGHESTMODSEQ (\d+)", w.cmd(b"st", b"STATUS INBOX (HIGHESTMODSEQ)"))
-        assert found is not None
-        return int(found.group(1))
-
-    before = highest()
+    before = _highest_modseq(w)
     # Lean items, then items of the general path: each sets \Seen where it was missing.
     answer = w.cmd(b"a1", b"FETCH 1:18 (UID BODY[])")
     assert answer.count(b"FLAGS (\\Seen \\Recent))\r\n") == 18
-    assert highest() == before + 1
+    assert _highest_modseq(w) == before + 1
     answer = w.cmd(b"a2", b"FETCH 1:* BODY[TEXT]")
     assert answer.count(b" FLAGS (\\Seen \\Recent))\r\n") == 24
-    assert highest() == before + 2
+    assert _highest_modseq(w) == before + 2
     assert w.cmd(b"a3", b"FETCH 1:* BODY[TEXT]").count(b"FLAGS (\\Seen") == 24
-    assert highest() == before + 2
+    assert _highest_modseq(w) == before + 2
     w.close()
 
 
@@ -301,10 +294,8 @@ def test_changedsince_with_body_sets_seen_first(small_batches: ImapHarness) -> N
     acc = small_batches.create_account("claire@chu.test", PASSWORD)
     small_batches.deliver(acc, [corpus.SIMPLE] * 3)
     w = _login(small_batches)
-    found = re.search(rb"HIGHESTMODSEQ (\d+)", w.cmd(b"st", b"STATUS INBOX (HIGHESTMODSEQ)"))
-    assert found is not None
     # Nothing changed since: only setting \Seen first makes the three messages answer.
-    answer = w.cmd(b"a1", b"FETCH 1:3 (BODY[]) (CHANGEDSINCE %b)" % found.group(1))
+    answer = w.cmd(b"a1", b"FETCH 1:3 (BODY[]) (CHANGEDSINCE %d)" % _highest_modseq(w))
     assert answer.count(b" MODSEQ (") == 3
     assert answer.count(b"FLAGS (\\Seen \\Recent))\r\n") == 3
     w.close()
