@@ -9,7 +9,7 @@ import base64
 import binascii
 import logging
 
-from audit.events import Action, AuditEvent, Outcome
+from audit.events import Outcome, login_event
 from mailstore.accounts import Account
 from mailstore.auth import AuthOutcome, AuthStatus, certificate_identity
 from mailstore.imap import formatter
@@ -36,11 +36,7 @@ async def _journal(s: Session, actor: str, outcome: str, reason: str | None) -> 
     journal = s.ctx.journal
     if journal is None:
         return
-    event = AuditEvent(
-        action=Action.LOGIN_SUCCEEDED if outcome == Outcome.OK else Action.LOGIN_FAILED,
-        actor=actor[:320], outcome=outcome, reason=reason, client_ip=s.io.peer_ip,
-        protocol="imap",
-    )
+    event = login_event(actor, outcome, reason, client_ip=s.io.peer_ip, protocol="imap")
     await s.write(lambda tx: journal.append(tx.conn, [event]))
 
 
