@@ -9,7 +9,6 @@ The journal is made to fail for real: a database trigger refuses the insert of a
 from __future__ import annotations
 
 import smtplib
-import ssl
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -75,7 +74,7 @@ def _send(pdir: PlatformDir, subject: str, mid: str) -> None:
     msg["Message-ID"] = mid
     msg.set_content("corps")
     with smtplib.SMTP("127.0.0.1", pdir.ports["submission"], timeout=30) as s:
-        s.starttls(context=ssl.create_default_context(cafile=str(pdir.ca)))
+        s.starttls(context=pdir.client_tls())
         s.login(SENDER, PASSWORD)
         s.send_message(msg, to_addrs=[LOCAL, REMOTE])
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import smtplib
-import ssl
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -41,7 +40,7 @@ def live(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PlatformDir
 
 def _client(pdir: PlatformDir) -> smtplib.SMTP:
     s = smtplib.SMTP("127.0.0.1", pdir.ports["submission"], timeout=30)
-    s.starttls(context=ssl.create_default_context(cafile=str(pdir.ca)))
+    s.starttls(context=pdir.client_tls())
     s.ehlo("client.test")
     return s
 

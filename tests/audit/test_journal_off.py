@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import imaplib
 import smtplib
-import ssl
 from pathlib import Path
 
 import httpx
@@ -35,7 +34,7 @@ def _flush(plat: InProcessPlatform) -> int:
 
 
 def _login_failures_and_a_refusal(pdir: PlatformDir, plat: InProcessPlatform) -> None:
-    tls = ssl.create_default_context(cafile=str(pdir.ca))
+    tls = pdir.client_tls()
     imap = imaplib.IMAP4("127.0.0.1", pdir.ports["imap"])
     imap.starttls(tls)
     with pytest.raises(imaplib.IMAP4.error):

@@ -8,7 +8,6 @@ from __future__ import annotations
 import imaplib
 import json
 import smtplib
-import ssl
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -60,7 +59,7 @@ def _smtp_send(pdir: PlatformDir, sender: str, to: str, subject: str) -> None:
     msg["From"], msg["To"], msg["Subject"] = sender, to, subject
     msg.set_content("Bonjour, voici vos résultats.", cte="quoted-printable")
     with smtplib.SMTP("127.0.0.1", pdir.ports["submission"], timeout=30) as s:
-        s.starttls(context=ssl.create_default_context(cafile=str(pdir.ca)))
+        s.starttls(context=pdir.client_tls())
         s.login(sender, PASSWORD)
         s.send_message(msg)
 
@@ -80,7 +79,7 @@ def _patient_send(pdir: PlatformDir, plat: InProcessPlatform, to: str, subject: 
 
 def _imap_read_all(pdir: PlatformDir, who: str, what: str) -> None:
     imap = imaplib.IMAP4("127.0.0.1", pdir.ports["imap"])
-    imap.starttls(ssl.create_default_context(cafile=str(pdir.ca)))
+    imap.starttls(pdir.client_tls())
     imap.login(who, PASSWORD)
     imap.select("INBOX")
     typ, _ = imap.fetch("1:*", f"({what})")
@@ -147,7 +146,7 @@ def test_title_survives_the_readers_expunge(live) -> None:
     assert not isinstance(_patient_send(pdir, plat, NURSE, subject), SendRefused)
     _imap_read_all(pdir, NURSE, "BODY.PEEK[]")
     imap = imaplib.IMAP4("127.0.0.1", pdir.ports["imap"])
-    imap.starttls(ssl.create_default_context(cafile=str(pdir.ca)))
+    imap.starttls(pdir.client_tls())
     imap.login(NURSE, PASSWORD)
     imap.select("INBOX")
     assert imap.store("1:*", "+FLAGS", "(\\Deleted)")[0] == "OK"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import collections
 import signal
 import smtplib
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -65,7 +64,7 @@ class Client(threading.Thread):
                  lock: threading.Lock, stop: threading.Event) -> None:
         super().__init__(daemon=True)
         self.n, self.pdir, self.todo, self.acked, self.lock, self.stop = n, pdir, todo, acked, lock, stop
-        self.ctx = ssl.create_default_context(cafile=str(pdir.ca))
+        self.ctx = pdir.client_tls()
         self.errors = 0
 
     def connect(self) -> smtplib.SMTP:
@@ -171,7 +170,7 @@ def test_sigkill_never_loses_an_acknowledged_message(
 def test_sigterm_finishes_and_exits_zero(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     pdir = _platform(request, tmp_path, "sqlite")
     server = SubprocessPlatform(pdir).start()
-    ctx = ssl.create_default_context(cafile=str(pdir.ca))
+    ctx = pdir.client_tls()
     s = smtplib.SMTP("127.0.0.1", pdir.ports["submission"], timeout=20)
     s.starttls(context=ctx)
     s.login(SENDER, PASSWORD)
@@ -201,7 +200,7 @@ def test_sigterm_during_a_slow_data_upload_finishes_it(
     port = pdir.ports["submission"]
     s = smtplib.SMTP("127.0.0.1", port, timeout=20)
     try:
-        s.starttls(context=ssl.create_default_context(cafile=str(pdir.ca)))
+        s.starttls(context=pdir.client_tls())
         s.login(SENDER, PASSWORD)
         assert s.mail(SENDER)[0] == 250
         assert s.rcpt(RCPT)[0] == 250

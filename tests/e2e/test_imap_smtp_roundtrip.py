@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import imaplib
 import smtplib
-import ssl
 import time
 from collections.abc import Iterator
 
@@ -46,12 +45,9 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformDir]:
         plat.stop()
 
 
-def _tls(pdir: PlatformDir) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=str(pdir.ca))
-
 
 def _idle_inbox(pdir: PlatformDir, user: str) -> Wire:
-    idler = Wire.connect(pdir.ports["imaps"], tls=_tls(pdir))
+    idler = Wire.connect(pdir.ports["imaps"], tls=pdir.client_tls())
     idler.line()
     assert idler.cmd(b"L", f"LOGIN {user} {PASSWORD}".encode()).startswith(b"L OK")
     idler.cmd(b"S", b"SELECT INBOX")
@@ -62,7 +58,7 @@ def _idle_inbox(pdir: PlatformDir, user: str) -> Wire:
 
 def test_smtp_to_imap_is_byte_exact_and_wakes_idle_within_100ms(platform: PlatformDir) -> None:
     pdir = platform
-    tls = _tls(pdir)
+    tls = pdir.client_tls()
     idler = _idle_inbox(pdir, PAUL)
     with smtplib.SMTP("127.0.0.1", pdir.ports["submission"], timeout=30) as s:
         s.starttls(context=tls)
@@ -99,7 +95,7 @@ def test_append_uses_the_configured_attachment_limits(platform: PlatformDir) -> 
     """`caducee run` hands `[policy]` limits to IMAP: APPEND refuses an attachment over
     `max_attachment_size` as submission would (the built-in default, 10 MiB, would pass it)."""
     pdir = platform
-    client = imaplib.IMAP4_SSL("127.0.0.1", pdir.ports["imaps"], ssl_context=_tls(pdir))
+    client = imaplib.IMAP4_SSL("127.0.0.1", pdir.ports["imaps"], ssl_context=pdir.client_tls())
     client.login(CLAIRE, PASSWORD)
     typ, data = client.append("Drafts", None, None, corpus.WITH_PDF)
     assert typ == "NO"

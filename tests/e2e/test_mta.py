@@ -223,7 +223,7 @@ def test_referenced_peer_writes_to_a_patient_who_replies_through_the_queue(world
 
 
 def client_context(w: OperatorWorld, names: list[str] | None) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=str(w.pdir.ca))
+    ctx = w.pdir.client_tls()
     if names:
         ca = pki.load(w.pdir.ca, w.pdir.root / "tls" / "ca.key")
         issued = pki.issue_server(ca, names)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import email
 import email.policy
 import smtplib
-import ssl
 from collections.abc import Iterator
 from email.message import EmailMessage
 from typing import Any
@@ -52,7 +51,7 @@ def submit(w: OperatorWorld, to: list[str], subject: str, body: str = "Bonjour c
     msg["From"], msg["To"], msg["Subject"] = sender, ", ".join(to), subject
     msg.set_content(body)
     with smtplib.SMTP("127.0.0.1", w.pdir.ports["submission"], timeout=30) as s:
-        s.starttls(context=ssl.create_default_context(cafile=str(w.pdir.ca)))
+        s.starttls(context=w.pdir.client_tls())
         s.login(sender, PASSWORD)
         assert s.send_message(msg) == {}
 

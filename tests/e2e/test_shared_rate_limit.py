@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import smtplib
 import socket
-import ssl
 from collections.abc import Iterator
 
 import pytest
@@ -43,15 +42,12 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformDir]:
         plat.stop()
 
 
-def _tls(pdir: PlatformDir) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=str(pdir.ca))
-
 
 def _smtp_auth(pdir: PlatformDir, source: str, user: str, password: str) -> tuple[int, bytes]:
     """One AUTH PLAIN over STARTTLS from ``source``: the reply, as the server gave it."""
     with smtplib.SMTP("127.0.0.1", pdir.ports["submission"], timeout=30,
                       source_address=(source, 0)) as s:
-        s.starttls(context=_tls(pdir))
+        s.starttls(context=pdir.client_tls())
         s.ehlo()
         creds = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
         code, text = s.docmd("AUTH", "PLAIN " + creds)
@@ -65,7 +61,7 @@ def _imap_login(pdir: PlatformDir, source: str, user: str, password: str) -> byt
     sock = socket.create_connection(
         ("127.0.0.1", pdir.ports["imaps"]), timeout=30, source_address=(source, 0)
     )
-    w = Wire(_tls(pdir).wrap_socket(sock, server_hostname="127.0.0.1"))
+    w = Wire(pdir.client_tls().wrap_socket(sock, server_hostname="127.0.0.1"))
     try:
         w.line()
         return w.cmd(b"a1", f"LOGIN {user} {password}".encode())

@@ -41,10 +41,6 @@ def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     plat.stop()
 
 
-def tls_ctx(pdir: PlatformDir) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=str(pdir.ca))
-    return ctx
-
 
 def connect(pdir: PlatformDir, *, source: str = "127.0.0.1") -> smtplib.SMTP:
     s = smtplib.SMTP("127.0.0.1", pdir.ports["submission"], timeout=30,
@@ -55,7 +51,7 @@ def connect(pdir: PlatformDir, *, source: str = "127.0.0.1") -> smtplib.SMTP:
 
 def login(pdir: PlatformDir, user: str = CLAIRE) -> smtplib.SMTP:
     s = connect(pdir)
-    s.starttls(context=tls_ctx(pdir))
+    s.starttls(context=pdir.client_tls())
     s.ehlo("client.test")
     s.login(user, PASSWORD)
     return s
@@ -90,7 +86,7 @@ def stored_bodies(pdir: PlatformDir, address: str) -> list[bytes]:
 def raw_dialogue(pdir: PlatformDir, lines: list[bytes], *, tls: bool = True) -> bytes:
     """Speak raw SMTP over implicit TLS (port 465), return everything the server said."""
     sock = socket.create_connection(("127.0.0.1", pdir.ports["submissions"]), timeout=15)
-    conn = tls_ctx(pdir).wrap_socket(sock, server_hostname="127.0.0.1") if tls else sock
+    conn = pdir.client_tls().wrap_socket(sock, server_hostname="127.0.0.1") if tls else sock
     out = b""
     try:
         conn.sendall(b"".join(lines))
@@ -147,7 +143,7 @@ def test_message_id_added_when_missing(live) -> None:
 
 def test_implicit_tls_465(live) -> None:
     pdir, _ = live
-    with smtplib.SMTP_SSL("127.0.0.1", pdir.ports["submissions"], context=tls_ctx(pdir),
+    with smtplib.SMTP_SSL("127.0.0.1", pdir.ports["submissions"], context=pdir.client_tls(),
                           timeout=30) as s:
         s.ehlo("client.test")
         assert "auth" in s.esmtp_features
@@ -168,7 +164,7 @@ def test_ehlo_advertises_extensions_and_no_auth_before_tls(live) -> None:
         assert code == 530 and text.startswith(b"5.7.0")
         code, text = s.docmd("MAIL", f"FROM:<{CLAIRE}>")
         assert (code, text[:5]) == (530, b"5.7.0")
-        s.starttls(context=tls_ctx(pdir))
+        s.starttls(context=pdir.client_tls())
         s.ehlo("client.test")
         assert s.esmtp_features["auth"].split() == ["LOGIN", "PLAIN"]
 
@@ -232,7 +228,7 @@ def test_two_local_recipients_in_one_transaction(live) -> None:
 def test_wrong_password_535(live) -> None:
     pdir, _ = live
     with connect(pdir) as s:
-        s.starttls(context=tls_ctx(pdir))
+        s.starttls(context=pdir.client_tls())
         s.ehlo("client.test")
         with pytest.raises(smtplib.SMTPAuthenticationError) as exc:
             s.login(PAUL, "not the password")
@@ -257,7 +253,7 @@ def test_disabled_account_refused(live) -> None:
     finally:
         ctx.close()
     with connect(pdir) as s:
-        s.starttls(context=tls_ctx(pdir))
+        s.starttls(context=pdir.client_tls())
         s.ehlo("client.test")
         with pytest.raises(smtplib.SMTPAuthenticationError) as exc:
             s.login(doc, PASSWORD)
@@ -273,7 +269,7 @@ def test_ten_failures_in_a_minute_get_421(live) -> None:
         s = smtplib.SMTP("127.0.0.1", pdir.ports["submission"], timeout=30,
                          source_address=("127.0.0.77", 0))
         s.ehlo("x")
-        s.starttls(context=tls_ctx(pdir))
+        s.starttls(context=pdir.client_tls())
         s.ehlo("x")
         code, text = s.docmd("AUTH", "PLAIN " + base64.b64encode(
             f"\0{VICTIM}\0wrong".encode()).decode())
@@ -285,7 +281,7 @@ def test_ten_failures_in_a_minute_get_421(live) -> None:
     s = smtplib.SMTP("127.0.0.1", pdir.ports["submission"], timeout=30,
                      source_address=("127.0.0.77", 0))
     s.ehlo("x")
-    s.starttls(context=tls_ctx(pdir))
+    s.starttls(context=pdir.client_tls())
     s.ehlo("x")
     with pytest.raises((smtplib.SMTPAuthenticationError, smtplib.SMTPServerDisconnected,
                         smtplib.SMTPResponseException)) as exc:
@@ -503,7 +499,7 @@ def test_auth_external_with_client_certificate(live, tmp_path: Path) -> None:
         ctx.db.write_sync(lambda tx: accts.set_cert_subject(tx.conn, PAUL, "810101234567"))
     finally:
         ctx.close()
-    tls = tls_ctx(pdir)
+    tls = pdir.client_tls()
     tls.load_cert_chain(str(tmp_path / "c.crt"), str(tmp_path / "c.key"))
     with connect(pdir) as s:
         s.starttls(context=tls)
@@ -517,7 +513,7 @@ def test_auth_external_with_client_certificate(live, tmp_path: Path) -> None:
     rogue = pki.issue_client(other, "Rogue", "810101234567")
     pki.write_cert(tmp_path / "r.crt", rogue.cert)
     pki.write_key(tmp_path / "r.key", rogue.key)
-    bad = tls_ctx(pdir)
+    bad = pdir.client_tls()
     bad.load_cert_chain(str(tmp_path / "r.crt"), str(tmp_path / "r.key"))
     with pytest.raises((ssl.SSLError, smtplib.SMTPServerDisconnected, ConnectionError)), \
             connect(pdir) as s:

@@ -4,7 +4,6 @@ replies through the send API (issue 7, "Must hold")."""
 from __future__ import annotations
 
 import smtplib
-import ssl
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -60,7 +59,7 @@ def smtp_send(pdir: PlatformDir, sender: str, to: str, subject: str, *, fin: boo
         main, _, sub = ctype.partition("/")
         msg.add_attachment(data, maintype=main, subtype=sub, filename=name)
     with smtplib.SMTP("127.0.0.1", pdir.ports["submission"], timeout=30) as s:
-        s.starttls(context=ssl.create_default_context(cafile=str(pdir.ca)))
+        s.starttls(context=pdir.client_tls())
         s.login(sender, PASSWORD)
         s.send_message(msg)
 
@@ -174,7 +173,7 @@ def test_patient_copy_in_sent_and_attachment_checked(live) -> None:
 def test_unreferenced_professional_refused_at_mail(live) -> None:
     pdir, _ = live
     with smtplib.SMTP("127.0.0.1", pdir.ports["submission"], timeout=30) as s:
-        s.starttls(context=ssl.create_default_context(cafile=str(pdir.ca)))
+        s.starttls(context=pdir.client_tls())
         s.login(UNLISTED, PASSWORD)
         code, text = s.docmd("MAIL", f"FROM:<{UNLISTED}>")
         assert (code, text) == (550, b"5.7.1 Sender is not a referenced professional")
@@ -189,7 +188,7 @@ def test_forged_from_header_and_dangerous_attachment_refused(live) -> None:
         msg["From"], msg["To"], msg["Subject"] = DR_LEFEVRE, DR_MARTIN, "forged"
         msg.set_content("x")
         with smtplib.SMTP("127.0.0.1", pdir.ports["submission"], timeout=30) as s:
-            s.starttls(context=ssl.create_default_context(cafile=str(pdir.ca)))
+            s.starttls(context=pdir.client_tls())
             s.login(DR_MARTIN, PASSWORD)
             s.sendmail(DR_MARTIN, [DR_LEFEVRE], msg.as_bytes())
     assert exc.value.smtp_code == 553
@@ -206,7 +205,7 @@ def test_forged_from_header_and_dangerous_attachment_refused(live) -> None:
 def test_untrusted_domain_refused(live) -> None:
     pdir, _ = live
     with smtplib.SMTP("127.0.0.1", pdir.ports["submission"], timeout=30) as s:
-        s.starttls(context=ssl.create_default_context(cafile=str(pdir.ca)))
+        s.starttls(context=pdir.client_tls())
         s.login(DR_MARTIN, PASSWORD)
         assert s.docmd("MAIL", f"FROM:<{DR_MARTIN}>")[0] == 250
         code, text = s.docmd("RCPT", "TO:<dr.who@gmail.com>")
@@ -223,7 +222,7 @@ def test_patient_data_journaled_and_visible_in_the_access_log(live) -> None:
     smtp_send(pdir, CARDIO, PATIENT, "Bilan cardiologique")
     assert not isinstance(patient_send(plat, pdir, CARDIO, "Question patiente"), SendRefused)
     imap = imaplib.IMAP4("127.0.0.1", pdir.ports["imap"])
-    imap.starttls(ssl.create_default_context(cafile=str(pdir.ca)))
+    imap.starttls(pdir.client_tls())
     imap.login(CARDIO, PASSWORD)
     imap.select("INBOX")
     typ, data = imap.fetch("1:*", "(BODY.PEEK[])")
@@ -259,14 +258,14 @@ def test_patient_refused_at_smtp_submission(live) -> None:
     pdir, _ = live
     expected = (535, b"5.7.8 Patient accounts cannot use SMTP submission: use the web mail")
     with smtplib.SMTP("127.0.0.1", pdir.ports["submission"], timeout=30) as s:
-        s.starttls(context=ssl.create_default_context(cafile=str(pdir.ca)))
+        s.starttls(context=pdir.client_tls())
         with pytest.raises(smtplib.SMTPAuthenticationError) as exc:
             s.login(PATIENT, "patient-password-1")
         assert (exc.value.smtp_code, exc.value.smtp_error) == expected
         # Still not authenticated: no transaction can start.
         assert s.docmd("MAIL", f"FROM:<{PATIENT}>") == (530, b"5.7.0 Authentication required")
     with smtplib.SMTP_SSL("127.0.0.1", pdir.ports["submissions"], timeout=30,
-                          context=ssl.create_default_context(cafile=str(pdir.ca))) as s:
+                          context=pdir.client_tls()) as s:
         s.ehlo("client.test")
         with pytest.raises(smtplib.SMTPAuthenticationError) as exc:
             s.login(PATIENT, "patient-password-1")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import ssl
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -48,7 +47,7 @@ def test_curl_searches_the_directory_over_tls(live) -> None:
 
 def test_refusals_in_french_and_security_headers(live) -> None:
     pdir, port = live
-    with httpx.Client(verify=ssl.create_default_context(cafile=str(pdir.ca)), base_url=f"https://127.0.0.1:{port}") as client:
+    with httpx.Client(verify=pdir.client_tls(), base_url=f"https://127.0.0.1:{port}") as client:
         anon = client.get("/api/directory", params={"q": "martin"})
         assert anon.status_code == 401
         assert "Authentification requise" in anon.text
@@ -70,7 +69,7 @@ def test_tls_1_1_refused(live) -> None:
 def test_web_logins_are_journaled_without_the_password(live) -> None:
     pdir, port = live
     wrong = "wrong-web-password-9"
-    with httpx.Client(verify=ssl.create_default_context(cafile=str(pdir.ca)),
+    with httpx.Client(verify=pdir.client_tls(),
                       base_url=f"https://127.0.0.1:{port}") as client:
         assert client.get("/api/directory", params={"q": "x"}).status_code == 401  # no login
         assert client.get("/api/directory", params={"q": "martin"},
@@ -107,7 +106,7 @@ def test_rate_limited_logins_get_429_with_retry_after(live) -> None:
     pdir, port = live
     limit = pdir.config.auth.max_failures
     transport = httpx.HTTPTransport(
-        verify=ssl.create_default_context(cafile=str(pdir.ca)), local_address="127.0.0.42")
+        verify=pdir.client_tls(), local_address="127.0.0.42")
     with httpx.Client(transport=transport, base_url=f"https://127.0.0.1:{port}") as client:
         codes = [client.get("/api/directory", params={"q": "x"},
                             auth=("locked.out@demo.mssante.fr", f"wrong-{i}")).status_code

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -44,6 +45,10 @@ class PlatformDir:
     @property
     def ca(self) -> Path:
         return self.root / "tls" / "ca.crt"
+
+    def client_tls(self) -> ssl.SSLContext:
+        """A client's TLS context that trusts this platform's CA."""
+        return ssl.create_default_context(cafile=str(self.ca))
 
     def context(self) -> Context:
         return open_context(self.config, readers=2)
