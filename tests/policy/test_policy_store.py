@@ -7,8 +7,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Connection
@@ -32,6 +30,7 @@ from tests.policy.test_patients_property import (
     Revoke,
     steps,
 )
+from tests.support.schema import schema_drift
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 PRO = "claire.martin@chu.mssante.fr"
@@ -40,23 +39,7 @@ PATIENT_DOMAIN = "patient.chu.mssante.fr"
 
 
 def test_migration_matches_the_tables(db: Database) -> None:
-    ours = set(metadata.tables)
-
-    def concerns_us(d: object) -> bool:
-        if isinstance(d, list):
-            return any(concerns_us(x) for x in d)
-        assert isinstance(d, tuple)
-        if d[0].startswith("modify_"):
-            return d[2] in ours
-        obj = d[1]
-        table = getattr(obj, "table", obj)
-        return getattr(table, "name", None) in ours
-
-    def diff(conn: object) -> list[object]:
-        ctx = MigrationContext.configure(conn, opts={"compare_type": True})  # type: ignore[arg-type]
-        return [d for d in compare_metadata(ctx, metadata) if concerns_us(d)]
-
-    assert db.read_sync(diff) == []
+    assert db.read_sync(lambda conn: schema_drift(conn, metadata)) == []
 
 
 def test_grant_close_reopen_stored(db: Database) -> None:
