@@ -21,11 +21,12 @@ differences (de-duplication, string aggregation) are chosen here.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, DateTime, bindparam, text
+from sqlalchemy import Connection, DateTime, Row, bindparam, text
 from sqlalchemy.sql.elements import TextClause
 
 from directory import records, search_index, staging
@@ -332,14 +333,14 @@ def _practitioner_overrides(
         overrides = records.load_overrides(row.overrides)
         person = records.person_fields(row.raw)
         imported = {name: person[col] for name, col in records.PRACTITIONER_FIELDS.items()}
-        main = main_activity_raw(conn, row.id)
-        if main is not None:
-            act = records.activity_fields(main)
-            imported.update({name: act[col - P.ACTIVITY_START]
+        acts = conn.execute(_ACTIVITIES_OF, {"pid": row.id}).all()
+        if acts:
+            main = records.activity_fields(acts[0].raw)
+            imported.update({name: main[col - P.ACTIVITY_START]
                              for name, col in records.ACTIVITY_FIELDS.items()})
         changed_overrides = _disagreements(result, "practitioner", row.national_id, overrides,
                                            imported)
-        changed_terms = apply_activity_overrides(conn, row.id, overrides)
+        changed_terms = _follow_overrides(conn, acts, overrides)
         name_terms = records.person_name_terms(records.person_fields(row.raw, overrides))
         active = bool(row.listed) and not records.deactivated(overrides)
         if (name_terms != row.name_terms or active != bool(row.active) or changed_overrides
@@ -357,20 +358,13 @@ def _practitioner_overrides(
             )
 
 
+#: A practitioner's activities, its *main* one first: its first active one (else its first).
+#: The activity an admin's corrections of profession, specialty and site apply to
+#: (:data:`records.ACTIVITY_FIELDS`); lookups and search show it first.
 _ACTIVITIES_OF = text(
     "SELECT id, raw, terms FROM practitioner_activity WHERE practitioner_id = :pid "
     "ORDER BY active DESC, id"
 )
-
-
-def main_activity_raw(conn: Connection, pid: int) -> str | None:
-    """The record of a practitioner's main activity: its first active one (else its first).
-
-    The activity an admin's corrections of profession, specialty and site apply to
-    (:data:`records.ACTIVITY_FIELDS`); lookups and search show it first.
-    """
-    row = conn.execute(_ACTIVITIES_OF, {"pid": pid}).first()
-    return None if row is None else str(row.raw)
 
 
 def apply_activity_overrides(conn: Connection, pid: int, overrides: records.Overrides) -> bool:
@@ -380,8 +374,15 @@ def apply_activity_overrides(conn: Connection, pid: int, overrides: records.Over
     them, every other activity's from its own fields (the main one may have changed since
     the override was set). Return whether any activity changed.
     """
+    return _follow_overrides(conn, conn.execute(_ACTIVITIES_OF, {"pid": pid}).all(), overrides)
+
+
+def _follow_overrides(
+    conn: Connection, activities: Sequence[Row[Any]], overrides: records.Overrides
+) -> bool:
+    """:func:`apply_activity_overrides` on activities already read (:data:`_ACTIVITIES_OF`)."""
     changed = False
-    for i, row in enumerate(conn.execute(_ACTIVITIES_OF, {"pid": pid}).all()):
+    for i, row in enumerate(activities):
         fields = records.activity_fields(row.raw, overrides if i == 0 else None)
         terms = records.activity_terms_of(fields)
         if terms != row.terms:

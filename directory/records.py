@@ -29,7 +29,7 @@ PRACTITIONER_FIELDS: dict[str, int] = {
     "civility": P.CIVILITY_EX,
 }
 #: Fields of a practitioner's *main activity* (its first active one,
-#: :func:`directory.merge.main_activity_raw`) an admin may override — profession,
+#: :func:`directory.merge.apply_activity_overrides`) an admin may override — profession,
 #: specialty, and the main site's town, postcode and département — and their column in the
 #: person record. They are kept in the practitioner's overrides.
 ACTIVITY_FIELDS: dict[str, int] = {
