@@ -128,18 +128,13 @@ class RangeReader:
         self.seen_utf8 = bom or codec == UTF8
         self.physical_lines = 0
 
-    def lines(self) -> Iterator[tuple[int, str]]:
-        """Numbered lines, one at a time (an undecodable line is reported and given empty)."""
-        for first, block in self.blocks():
-            yield from enumerate(block, first)
-
     def blocks(self) -> Iterator[tuple[int, list[str]]]:
-        """The lines of :meth:`lines` a block at a time: (number of the first line, lines).
+        """The lines a block at a time: (number of the first line, lines).
 
-        The importer's reader: a whole block of lines is decoded at once, which costs much
-        less than line by line. An undecodable line is reported as :meth:`lines` does and
-        given as an empty string (the parsers skip empty lines without counting them), so
-        that the lines of a block stay consecutively numbered.
+        A whole block of lines is decoded at once, which costs much less than line by line.
+        An undecodable line is reported and given as an empty string (the parsers skip empty
+        lines without counting them), so that the lines of a block stay consecutively
+        numbered.
         """
         with self.source.open() as stream:
             if self.skip_header:
@@ -188,7 +183,7 @@ class RangeReader:
         return lines
 
     def _decode_lines(self, chunk: bytes, before: int) -> list[str]:
-        """A block that does not decode as a whole, line by line (as :meth:`lines` does)."""
+        """A block that does not decode as a whole, line by line."""
         out: list[str] = []
         raws = chunk.split(b"\n")
         if chunk.endswith(b"\n"):
