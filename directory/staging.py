@@ -32,7 +32,7 @@ from sqlalchemy import Connection, bindparam, text
 from directory import stage_worker as sw
 from directory.formats import FileKind, Header, HeaderError, parse_header
 from directory.issues import ImportRefused, Issue, Severity
-from directory.reader import BOM, LATIN1, UTF8, Source
+from directory.reader import BOM, LATIN1, UTF8, RangeReader, Source
 
 PERSON = "directory_stage_person"
 MAILBOX = "directory_stage_mailbox"
@@ -282,22 +282,12 @@ def collect(jobs: list[sw.Job], results: list[sw.JobResult],
 
 def _count_lines(job: sw.Job) -> int:
     """How many lines a job's byte range holds (the last one may lack its newline)."""
-    lines, last = 0, b"\n"
-    with job.source.open() as stream:
-        if job.skip_header:
-            stream.readline()
-        elif job.start:
-            stream.seek(job.start)
-        left = None if job.end is None else job.end - job.start
-        while left is None or left > 0:
-            block = stream.read(1 << 20 if left is None else min(1 << 20, left))
-            if not block:
-                break
-            lines += block.count(b"\n")
-            last = block[-1:]
-            if left is not None:
-                left -= len(block)
-    return lines + (last != b"\n")
+    # (read as Latin-1, which decodes any byte: nothing to report)
+    reader = RangeReader(job.source, job.start, job.end, bom=False, codec=LATIN1,
+                         skip_header=job.skip_header, on_issue=lambda issue: None)
+    for _ in reader.blocks():
+        pass
+    return reader.physical_lines
 
 
 def _read_issues(job: sw.Job, first_line: int) -> Iterator[Issue]:
