@@ -85,14 +85,11 @@ class MailboxParser:
         )
         return not warning
 
-    def rows(self, lines: Iterable[tuple[int, str]], seq_base: int = 0) -> Iterator[MailboxRow]:
-        """Staging rows of numbered lines; their first field is ``seq_base | line number``."""
-        return self.block_rows(((n, [text]) for n, text in lines), seq_base)
-
     def block_rows(
         self, blocks: Iterable[tuple[int, list[str]]], seq_base: int = 0
     ) -> Iterator[MailboxRow]:
-        """Staging rows of blocks of consecutive lines (:meth:`RangeReader.blocks`)."""
+        """Staging rows of blocks of consecutive lines (:meth:`RangeReader.blocks`); their
+        first field is ``seq_base | line number``."""
         width = self.header.width
         canonical = self.header.canonical
         positions = self.header.positions

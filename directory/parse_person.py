@@ -62,12 +62,6 @@ _SITE_CHECKS: tuple[tuple[int, Callable[[str], idchecks.Problem]], ...] = (
 )
 
 
-def _blocks(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, list[str]]]:
-    """Numbered lines as one-line blocks."""
-    for lineno, text in lines:
-        yield lineno, [text]
-
-
 class PersonParser:
     """Turns decoded lines into staging rows, reporting each problem through ``on_issue``."""
 
@@ -92,12 +86,9 @@ class PersonParser:
         )
         return not warning
 
-    def rows(self, lines: Iterable[tuple[int, str]], seq_base: int = 0) -> Iterator[PersonRow]:
-        """Staging rows of numbered lines; their first field is ``seq_base | line number``."""
-        return self.block_rows(_blocks(lines), seq_base)
-
     def block_rows(self, blocks: Blocks, seq_base: int = 0) -> Iterator[PersonRow]:
-        """Staging rows of blocks of consecutive lines (:meth:`RangeReader.blocks`).
+        """Staging rows of blocks of consecutive lines (:meth:`RangeReader.blocks`); their
+        first field is ``seq_base | line number``.
 
         The import's hot loop: one ``split`` a line, checks memoised by value (a site's
         SIRET and FINESS recur on many lines, so do towns), the practitioner's fields only

@@ -22,14 +22,14 @@ MAILBOX_HEADER = parse_header("|".join(MAILBOX_COLUMNS) + "|")
 def parse_person(lines: list[str], *, lenient: bool = False) -> tuple[list[tuple[Any, ...]], list[Issue]]:
     issues: list[Issue] = []
     p = PersonParser(PERSON_HEADER, "PS.txt", lenient=lenient, on_issue=issues.append)
-    rows = list(p.rows((i + 2, line) for i, line in enumerate(lines)))
+    rows = list(p.block_rows([(2, lines)]))
     return rows, issues
 
 
 def parse_mailbox(lines: list[str]) -> tuple[list[tuple[Any, ...]], list[Issue]]:
     issues: list[Issue] = []
     p = MailboxParser(MAILBOX_HEADER, "BAL.txt", lenient=False, on_issue=issues.append)
-    rows = list(p.rows((i + 2, line) for i, line in enumerate(lines)))
+    rows = list(p.block_rows([(2, lines)]))
     return rows, issues
 
 
@@ -210,5 +210,5 @@ def test_columns_in_another_order_give_the_same_rows() -> None:
     shuffled = ["|".join(line.split("|")[i] for i in order) + "|" for line in lines]
     issues: list[Issue] = []
     p = PersonParser(header, "PS.txt", lenient=False, on_issue=issues.append)
-    assert list(p.rows((i + 2, t) for i, t in enumerate(shuffled))) == parse_person(lines)[0]
+    assert list(p.block_rows([(2, shuffled)])) == parse_person(lines)[0]
     assert issues == []
