@@ -267,8 +267,7 @@ def cmd_patient_pharmacy(args: argparse.Namespace) -> int:
         def job(tx: Tx) -> bool:
             if args.action == "grant":
                 # DOMAIN.md §5: only an active ORG mailbox of a pharmacist structure.
-                entry = directory_lookup.mailbox(tx.conn, args.pharmacy)
-                problem = check_pharmacy(entry.fact() if entry is not None else None)
+                problem = check_pharmacy(directory_lookup.mailbox_fact(tx.conn, args.pharmacy))
                 if problem is not None:
                     raise CliError(f"cannot grant {args.pharmacy}: {problem}")
                 expires = now + timedelta(days=args.days) if args.days > 0 else None

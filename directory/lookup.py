@@ -87,6 +87,13 @@ def mailbox(conn: Connection, address: str) -> MailboxEntry | None:
     )
 
 
+def mailbox_fact(conn: Connection, address: str) -> DirectoryEntry | None:
+    """The policy fact of a mailbox address (:mod:`policy.directory_facts`), or None when
+    the directory does not list it."""
+    entry = mailbox(conn, address)
+    return entry.fact() if entry is not None else None
+
+
 def is_referenced_active(conn: Connection, address: str, national_id: str | None = None) -> bool:
     """Whether ``address`` is an active PER/ORG/APP/CAB mailbox of the directory.
 

@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiosmtpd.smtp import Envelope, Session
-from sqlalchemy import Connection
 
 from directory import lookup as directory_lookup
 from policy import attachments as attachment_rules
@@ -161,11 +160,9 @@ class MtaHandler:
         state.local.clear()
         state.sender = None
         if address:
-            def load(conn: Connection) -> DirectoryEntry | None:
-                entry = directory_lookup.mailbox(conn, address)
-                return entry.fact() if entry is not None else None
-
-            state.sender = await self.gate.db.read(load)
+            state.sender = await self.gate.db.read(
+                lambda conn: directory_lookup.mailbox_fact(conn, address)
+            )
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return replies.R250_SENDER_OK.line()

@@ -120,10 +120,9 @@ class PatientSender:
                 if not decision:
                     out.append(_RecipientFacts(address, decision))
                     break
-                entry = directory_lookup.mailbox(conn, address)
                 out.append(_RecipientFacts(
                     address, decision, lookup_local(conn, address),
-                    entry.fact() if entry is not None else None,
+                    directory_lookup.mailbox_fact(conn, address),
                 ))
             return out
 

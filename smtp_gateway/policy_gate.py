@@ -14,8 +14,6 @@ import time
 from collections.abc import Callable, Sequence
 from email.utils import getaddresses
 
-from sqlalchemy import Connection
-
 from directory import lookup as directory_lookup
 from mailstore.accounts import Account
 from mailstore.db import Database
@@ -26,7 +24,6 @@ from policy import attachments as attachment_rules
 from policy import recipients as recipient_rules
 from policy import senders as sender_rules
 from policy.decision import Decision
-from policy.directory_facts import DirectoryEntry
 from policy.domains import TrustSpace
 from policy.patients import grants_permission
 from smtp_gateway.delivery import LocalRecipient
@@ -116,11 +113,8 @@ class PolicyGate:
         if hit is not None and hit[0] > now:
             return hit[1]
 
-        def load(conn: Connection) -> DirectoryEntry | None:
-            entry = directory_lookup.mailbox(conn, account.address)
-            return entry.fact() if entry is not None else None
-
-        entry = await self.db.read(load)
+        address = account.address
+        entry = await self.db.read(lambda conn: directory_lookup.mailbox_fact(conn, address))
         facts = sender_rules.SenderAccount(
             address=account.address,
             kind=sender_rules.AccountKind(account.kind),
