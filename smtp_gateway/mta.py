@@ -35,7 +35,6 @@ from typing import Any
 from aiosmtpd.smtp import Envelope, Session
 
 from directory import lookup as directory_lookup
-from policy import attachments as attachment_rules
 from policy import inbound as inbound_rules
 from policy import recipients as recipient_rules
 from policy.decision import Reason
@@ -236,16 +235,9 @@ class MtaHandler:
                 passing = ",".join(sorted(verification.passing_domains())) or "none"
                 return self._refuse(session, sender, alignment.reason,
                                     f"From: {alignment.detail}; passing d= {passing}")
-        patients = frozenset(r.ins for r in state.local if r.kind == "patient" and r.ins)
-        data = raw
-        report = await loop.run_in_executor(
-            None,
-            lambda: attachment_rules.check_message(
-                data, limits=self.gate.limits, patient_recipients=patients or None
-            ),
-        )
-        if not report.decision:
-            return self._refuse(session, sender, report.decision.reason, report.decision.detail)
+        content = await self.gate.check_content(raw, state.local)
+        if not content:
+            return self._refuse(session, sender, content.reason, content.detail)
         hostname = self.settings.hostname
         raw = strip_forged(raw, hostname)
         tls = ssl_info(server)

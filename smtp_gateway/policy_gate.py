@@ -160,6 +160,11 @@ class PolicyGate:
         )
         if not owned:
             return owned
+        return await self.check_content(raw, recipients)
+
+    async def check_content(self, raw: bytes, recipients: Sequence[LocalRecipient]) -> Decision:
+        """Size and attachments (:func:`policy.attachments.check_message`), at submission and
+        at the MTA; a small message is checked on the event loop, a big one in a thread."""
         patients = frozenset(r.ins for r in recipients if r.kind == "patient" and r.ins)
 
         def check() -> attachment_rules.AttachmentReport:
