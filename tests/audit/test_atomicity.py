@@ -20,7 +20,7 @@ from audit.tables import audit_entry
 from audit.verify import verify
 from mailstore.queue_tables import queue_entry
 from mailstore.tables import account, mailbox, message
-from tests.support.platform import InProcessPlatform, PlatformDir, make_platform_dir
+from tests.support.platform import InProcessPlatform, PlatformDir, database_url, make_platform_dir
 
 SENDER = "claire.martin@demo.mssante.fr"
 LOCAL = "paul.lefevre@demo.mssante.fr"
@@ -43,7 +43,7 @@ _PG_TRIGGER = (
 def live(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Iterator[
     tuple[PlatformDir, InProcessPlatform]
 ]:
-    url = request.getfixturevalue("pg_server").create_database() if backend == "postgresql" else ""
+    url = database_url(request, backend)
     pdir = make_platform_dir(tmp_path / "p", url)
     for address in (SENDER, LOCAL):
         pdir.add_account(address, PASSWORD)

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from audit.tables import audit_entry
 from audit.verify import verify
 from caducee.cli import main
-from tests.support.platform import PlatformDir, make_platform_dir
+from tests.support.platform import PlatformDir, database_url, make_platform_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "conf" / "demo"
@@ -25,7 +25,7 @@ PHARMACY = "pharmacie.centrale@demo.mssante.fr"
 
 @pytest.fixture
 def pdir(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Iterator[PlatformDir]:
-    url = request.getfixturevalue("pg_server").create_database() if backend == "postgresql" else ""
+    url = database_url(request, backend)
     yield make_platform_dir(tmp_path / "p", url)
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, select
 from audit.tables import audit_entry
 from audit.verify import verify
 from tests.support.net import wait_for
-from tests.support.platform import InProcessPlatform, PlatformDir, make_platform_dir
+from tests.support.platform import InProcessPlatform, PlatformDir, database_url, make_platform_dir
 
 SENDER = "claire.martin@demo.mssante.fr"
 RECIPIENT = "paul.lefevre@demo.mssante.fr"
@@ -25,9 +25,7 @@ FILE_NAME = "secret-ordonnance-dupont.pdf"
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def live(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PlatformDir]:
-    url = ""
-    if request.param == "postgresql":
-        url = request.getfixturevalue("pg_server").create_database()
+    url = database_url(request, request.param)
     pdir = make_platform_dir(tmp_path / "platform", url)
     for address in (SENDER, RECIPIENT):
         pdir.add_account(address, PASSWORD)

@@ -14,7 +14,13 @@ from sqlalchemy import func, select
 
 from audit.tables import audit_entry
 from mailstore.db import Tx
-from tests.support.platform import InProcessPlatform, PlatformDir, configure, make_platform_dir
+from tests.support.platform import (
+    InProcessPlatform,
+    PlatformDir,
+    configure,
+    database_url,
+    make_platform_dir,
+)
 
 DOCTOR = "claire.martin@demo.mssante.fr"
 PASSWORD = "journal-off-password-1"
@@ -59,7 +65,7 @@ def _login_failures_and_a_refusal(pdir: PlatformDir, plat: InProcessPlatform) ->
 def test_journal_off_submits_no_write_job(
     request: pytest.FixtureRequest, backend: str, tmp_path: Path, enabled: bool
 ) -> None:
-    url = request.getfixturevalue("pg_server").create_database() if backend == "postgresql" else ""
+    url = database_url(request, backend)
     pdir = make_platform_dir(tmp_path / "p", url)
     pdir.add_account(DOCTOR, PASSWORD)
     configure(pdir, "audit", enabled=enabled)

@@ -21,7 +21,7 @@ from caducee.cli import main
 from mailstore import accounts
 from smtp_gateway.patient_send import PatientMessage, SendRefused
 from tests.support.net import wait_for
-from tests.support.platform import InProcessPlatform, PlatformDir, make_platform_dir
+from tests.support.platform import InProcessPlatform, PlatformDir, database_url, make_platform_dir
 from webmail.access_view import patient_access_log
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +39,7 @@ FROM_PATIENT = "Question sur mes résultats"
 def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     tuple[PlatformDir, InProcessPlatform]
 ]:
-    url = request.getfixturevalue("pg_server").create_database() if request.param == "postgresql" else ""
+    url = database_url(request, request.param)
     pdir = make_platform_dir(tmp_path_factory.mktemp("patient-view"), url)
     tmp = tmp_path_factory.mktemp("report")
     assert main(["-c", str(pdir.config_path), "directory", "import",

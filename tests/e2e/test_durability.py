@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from mailstore import messages
 from mailstore.tables import account, mailbox, message
-from tests.support.platform import PlatformDir, SubprocessPlatform, make_platform_dir
+from tests.support.platform import PlatformDir, SubprocessPlatform, database_url, make_platform_dir
 
 SENDER = "claire.martin@demo.mssante.fr"
 RCPT = "paul.lefevre@demo.mssante.fr"
@@ -29,7 +29,7 @@ KILL_AT = (200, 450, 700, 950, 1200, 1450)
 
 
 def _platform(request: pytest.FixtureRequest, tmp_path: Path, backend: str) -> PlatformDir:
-    url = request.getfixturevalue("pg_server").create_database() if backend == "postgresql" else ""
+    url = database_url(request, backend)
     pdir = make_platform_dir(tmp_path / "p", url)
     pdir.add_account(SENDER, PASSWORD)
     pdir.add_account(RCPT, PASSWORD)

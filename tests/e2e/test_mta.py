@@ -25,7 +25,7 @@ from mailstore.tables import account, mailbox, message
 from smtp_gateway.patient_send import PatientMessage
 from tests.support.mail_peers import OTHER_DOMAIN, OperatorWorld, build_world
 from tests.support.net import wait_for
-from tests.support.platform import InProcessPlatform
+from tests.support.platform import InProcessPlatform, database_url
 
 CLAIRE = "claire.martin@demo.mssante.fr"
 PASSWORD = "mta-tests-pw-1"
@@ -39,8 +39,7 @@ PATIENT = f"{INS}@patient.demo.mssante.fr"
 def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     tuple[OperatorWorld, InProcessPlatform]
 ]:
-    url = request.getfixturevalue("pg_server").create_database() \
-        if request.param == "postgresql" else ""
+    url = database_url(request, request.param)
     w = build_world(tmp_path_factory.mktemp("mta"), url)
     w.pdir.add_account(CLAIRE, PASSWORD)
     w.pdir.add_patient(INS)

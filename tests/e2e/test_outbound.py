@@ -22,7 +22,7 @@ from mailstore.tables import account, mailbox, message
 from smtp_gateway import queue_store
 from tests.support.mail_peers import OTHER_DOMAIN, OperatorWorld, build_world
 from tests.support.net import wait_for
-from tests.support.platform import InProcessPlatform, SubprocessPlatform, configure
+from tests.support.platform import InProcessPlatform, SubprocessPlatform, configure, database_url
 
 CLAIRE = "claire.martin@demo.mssante.fr"
 PAUL = "paul.lefevre@demo.mssante.fr"
@@ -34,8 +34,7 @@ REMOTE = f"someone@{OTHER_DOMAIN}"
 def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     tuple[OperatorWorld, InProcessPlatform]
 ]:
-    url = request.getfixturevalue("pg_server").create_database() \
-        if request.param == "postgresql" else ""
+    url = database_url(request, request.param)
     w = build_world(tmp_path_factory.mktemp("outbound"), url)
     for address in (CLAIRE, PAUL):
         w.pdir.add_account(address, PASSWORD)
@@ -159,8 +158,7 @@ def assert_not_in_clear(w: OperatorWorld, secret: str) -> None:
 def test_kill_9_with_entries_queued_delivers_once_after_restart(
     backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    url = request.getfixturevalue("pg_server").create_database() if backend == "postgresql" \
-        else ""
+    url = database_url(request, backend)
     w = build_world(tmp_path_factory.mktemp("kill"), url)
     try:
         w.pdir.add_account(CLAIRE, PASSWORD)

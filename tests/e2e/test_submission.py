@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from mailstore import messages
 from mailstore.tables import account, mailbox, message
-from tests.support.platform import InProcessPlatform, PlatformDir, make_platform_dir
+from tests.support.platform import InProcessPlatform, PlatformDir, database_url, make_platform_dir
 
 CLAIRE = "claire.martin@demo.mssante.fr"
 PAUL = "paul.lefevre@demo.mssante.fr"
@@ -30,9 +30,7 @@ PASSWORD = "s3cret-Pa55word"
 def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     tuple[PlatformDir, InProcessPlatform]
 ]:
-    url = ""
-    if request.param == "postgresql":
-        url = request.getfixturevalue("pg_server").create_database()
+    url = database_url(request, request.param)
     pdir = make_platform_dir(tmp_path_factory.mktemp("platform"), url)
     for address in (CLAIRE, PAUL, VICTIM, ANNE):
         pdir.add_account(address, PASSWORD)

@@ -20,7 +20,7 @@ from policy.messages_fr import explain
 from smtp_gateway import replies
 from smtp_gateway.patient_send import Attachment, PatientMessage, SendRefused
 from tests.support.net import wait_for
-from tests.support.platform import InProcessPlatform, PlatformDir, make_platform_dir
+from tests.support.platform import InProcessPlatform, PlatformDir, database_url, make_platform_dir
 
 DR_MARTIN = "claire.martin@demo.mssante.fr"
 DR_LEFEVRE = "paul.lefevre@demo.mssante.fr"
@@ -36,7 +36,7 @@ PASSWORD = "trust-rules-pw-1"
 def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     tuple[PlatformDir, InProcessPlatform]
 ]:
-    url = request.getfixturevalue("pg_server").create_database() if request.param == "postgresql" else ""
+    url = database_url(request, request.param)
     pdir = make_platform_dir(tmp_path_factory.mktemp("rules"), url)
     for address in (DR_MARTIN, DR_LEFEVRE, NURSE, CARDIO):
         pdir.add_account(address, PASSWORD)

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from audit.tables import audit_entry
 from tests.support.net import wait_for
-from tests.support.platform import InProcessPlatform, PlatformDir, make_platform_dir
+from tests.support.platform import InProcessPlatform, PlatformDir, database_url, make_platform_dir
 
 DOCTOR = "claire.martin@demo.mssante.fr"
 PASSWORD = "web-api-password-1"
@@ -23,7 +23,7 @@ PASSWORD = "web-api-password-1"
 def live(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[PlatformDir, int]]:
-    url = request.getfixturevalue("pg_server").create_database() if request.param == "postgresql" else ""
+    url = database_url(request, request.param)
     pdir = make_platform_dir(tmp_path_factory.mktemp("web"), url)
     pdir.add_account(DOCTOR, PASSWORD)
     plat = InProcessPlatform(pdir).start()

@@ -35,7 +35,7 @@ from smtp_gateway.outbound_client import ClientSettings, client_tls_context
 from smtp_gateway.queue_runner import QueueRunner, RunnerSettings
 from tests.support.mail_peers import NsdServer
 from tests.support.net import async_wait_for, free_port
-from tests.support.platform import PlatformDir, make_platform_dir
+from tests.support.platform import PlatformDir, database_url, make_platform_dir
 
 CLAIRE = "claire.martin@demo.mssante.fr"
 HOSTNAME = "mail.demo.mssante.fr"
@@ -57,8 +57,7 @@ def dns_server() -> Iterator[NsdServer]:
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def pdir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> PlatformDir:
-    url = request.getfixturevalue("pg_server").create_database() \
-        if request.param == "postgresql" else ""
+    url = database_url(request, request.param)
     p = make_platform_dir(tmp_path_factory.mktemp("runner"), url)
     p.add_account(CLAIRE)
     return p

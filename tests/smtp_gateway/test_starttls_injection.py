@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.platform import InProcessPlatform, PlatformDir, make_platform_dir
+from tests.support.platform import InProcessPlatform, PlatformDir, database_url, make_platform_dir
 
 CLAIRE = "claire.martin@demo.mssante.fr"
 READY = b"220 2.0.0 Ready to start TLS\r\n"
@@ -24,9 +24,7 @@ READY = b"220 2.0.0 Ready to start TLS\r\n"
 def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     PlatformDir
 ]:
-    url = ""
-    if request.param == "postgresql":
-        url = request.getfixturevalue("pg_server").create_database()
+    url = database_url(request, request.param)
     pdir = make_platform_dir(tmp_path_factory.mktemp("platform"), url)
     pdir.add_account(CLAIRE, "s3cret-Pa55word")
     plat = InProcessPlatform(pdir, services=("submission", "mta")).start()

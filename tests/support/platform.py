@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from caducee import config as config_mod
 from caducee.context import Context, open_context
 from caducee.runner import ALL_SERVICES, Platform, start_platform
@@ -154,6 +156,14 @@ def configure(pdir: PlatformDir, section: str, **values: object) -> None:
         lines = out
     pdir.config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     config_mod.load(pdir.config_path)  # still valid
+
+
+def database_url(request: pytest.FixtureRequest, backend: str) -> str:
+    """The ``database_url`` of a platform on ``backend``: a fresh PostgreSQL database of the
+    session's server, or "" (SQLite in the data directory)."""
+    if backend == "postgresql":
+        return str(request.getfixturevalue("pg_server").create_database())
+    return ""
 
 
 def make_platform_dir(root: Path, database_url: str = "") -> PlatformDir:
