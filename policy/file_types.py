@@ -24,8 +24,6 @@ import struct
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-import puremagic
-
 
 class Family(StrEnum):
     PDF = "PDF"
@@ -237,6 +235,8 @@ def _head_family(data: bytes) -> Family:
 
 
 def _puremagic_families(data: bytes) -> set[Family]:
+    import puremagic  # on first use: its signature table costs a process ~1 MiB
+
     try:
         matches = puremagic.magic_string(data)
     except (puremagic.PureError, ValueError):

@@ -5,12 +5,13 @@
 * Port 465 style (RFC 8314 §3.3): implicit TLS, AUTH allowed at once.
 * Port 25 style (the MTA, RFC 5321 + RFC 3207): STARTTLS required before MAIL, no AUTH
   (``502``), the client certificate requested for mutual TLS.
-* TLS is :class:`~smtp_gateway.tls_transport.TlsTransport` (memory BIOs, not asyncio's
-  ``SSLProtocol``), started at the first byte on implicit-TLS listeners and by
+* TLS is :class:`~smtp_gateway.tls_transport.TlsTransport` (OpenSSL on the socket
+  itself, not asyncio's ``SSLProtocol``), started at the first byte on implicit-TLS
+  listeners and by
   :meth:`CaduceeSMTP.smtp_STARTTLS` otherwise, which keeps aiosmtpd's STARTTLS semantics:
   ``220`` in clear, plaintext pipelined after the command discarded, a fresh session once
   secure (RFC 3207 §4.2).
-* Idle connections are kept small (ARCHITECTURE.md §10: ~25 KiB with TLS, two thirds of it
+* Idle connections are kept small (ARCHITECTURE.md §10: ~22 KiB with TLS, two thirds of it
   OpenSSL's own state): per-listener tables instead of aiosmtpd's per-connection ones,
   slots instead of an instance dict.
 * Every reply gets its enhanced status code (RFC 2034) in one place, :meth:`push`.
@@ -192,7 +193,13 @@ class CaduceeSMTP(SMTP):  # type: ignore[misc,unused-ignore]
         if self.implicit_tls:
             # RFC 8314 §3.3: TLS from the first byte; the greeting waits for the handshake.
             assert isinstance(transport, asyncio.Transport) and self.tls_context is not None
-            tls = TlsTransport(self.tls_context, transport, self, self._tls_established)
+            try:
+                tls = TlsTransport.take_over(self.tls_context, transport, self,
+                                             self._tls_established)
+            except OSError as exc:  # the client left at once: no session to start
+                log.info("SMTP client %s gone before TLS: %s",
+                         transport.get_extra_info("peername"), exc)
+                return
             self._tls_protocol = tls  # type: ignore[assignment]
             transport = tls
         super().connection_made(transport)
@@ -281,6 +288,12 @@ class CaduceeSMTP(SMTP):  # type: ignore[misc,unused-ignore]
         plain = self.transport
         if not isinstance(plain, asyncio.Transport) or plain.is_closing():
             return
+        # Not a byte more in clear (RFC 3207 §6: what the client sent after the command is
+        # dropped below); the ClientHello waits in the socket for TLS.
+        plain.pause_reading()
+        if plain.get_write_buffer_size():  # the socket was full: wait until the 220 is out
+            plain.set_write_buffer_limits(high=0)
+            await self._writer.drain()
         secured: asyncio.Future[None] = self.loop.create_future()
 
         def on_secure() -> None:
@@ -288,7 +301,12 @@ class CaduceeSMTP(SMTP):  # type: ignore[misc,unused-ignore]
             if not secured.done():
                 secured.set_result(None)
 
-        tls = TlsTransport(self.tls_context, plain, self, on_secure)
+        try:
+            tls = TlsTransport.take_over(self.tls_context, plain, self, on_secure)
+        except OSError as exc:  # the client left after the 220
+            log.info("SMTP client %s gone before TLS: %s", plain.get_extra_info("peername"), exc)
+            self.connection_lost(exc)
+            return
         self._tls_protocol = tls  # type: ignore[assignment]
         self.transport = tls
         # What aiosmtpd does when it switches transports (private attributes of asyncio's
@@ -299,7 +317,7 @@ class CaduceeSMTP(SMTP):  # type: ignore[misc,unused-ignore]
         # From here on every byte goes through TLS: what was read in clear after the
         # command is dropped (a TLS client sends nothing before the 220).
         reader._buffer.clear()
-        reader._paused = False  # TlsTransport resumed the socket for the handshake
+        reader._paused = False  # TlsTransport reads from here on
         await secured
 
     def _tls_established(self) -> None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
+import struct
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -250,6 +252,32 @@ async def test_a_failed_handshake_closes_the_connection_cleanly(
     assert "SMTP TLS handshake failure" in caplog.text
     await async_wait_for(_no_connections(service), what="the connection to go")
     again = await Client.connect(service.ports[0])
+    assert await again.cmd("NOOP") == [b"250 2.0.0 OK"]
+    again.close()
+
+
+async def _reset(port: int, *, starttls: bool) -> None:
+    """Connect, (say STARTTLS and read the 220,) then leave with a reset."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    if starttls:
+        await reader.readline()  # the greeting
+        writer.write(b"STARTTLS\r\n")
+        assert (await reader.readline()).startswith(b"220 ")
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+async def test_clients_that_leave_before_or_during_tls_cost_nothing(start: Start) -> None:
+    """A reset right after connecting (465) or right after the 220 to STARTTLS (587), at
+    any point of the handshake: no crash logged, no connection left, the listener serves
+    on."""
+    service = await start(Recorder())
+    for _ in range(20):
+        await _reset(service.ports[1], starttls=False)
+        await _reset(service.ports[0], starttls=True)
+    await async_wait_for(_no_connections(service), what="the connections to go")
+    again = await Client.connect(service.ports[1], client_tls())
     assert await again.cmd("NOOP") == [b"250 2.0.0 OK"]
     again.close()
 
