@@ -293,7 +293,7 @@ class TlsTransport(asyncio.Transport):
         if not self._read_paused:
             return
         self._read_paused = False
-        if self._secure and not self._closing:
+        if self._secure and not self._closing and not self._read_wants_write:
             self._want_read(self._read_ready)
             # Records OpenSSL already decrypted raise no readiness on the socket.
             self._loop.call_soon(self._read_ready)
