@@ -540,3 +540,47 @@ async def test_take_over_of_a_connection_the_client_already_reset() -> None:
 
     await async_wait_for(asyncio_closed, what="asyncio to close its descriptor")
     assert not plain_protocol.lost
+
+
+async def test_the_handshake_starts_from_the_event_loop_not_the_constructor() -> None:
+    """A fast client's flight can be complete before OpenSSL's first call returns (seen
+    under load: ClientHello, then the client's Finished read in the same call), so the
+    constructor must not start the handshake: ``on_secure`` would run before the caller
+    holds the transport."""
+    pki = harness.test_pki()
+    server, client = tcp_pair()
+    client_ctx = ssl.create_default_context(cafile=str(pki.ca))
+    client_ctx.check_hostname = False
+    c_in, c_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls_client = client_ctx.wrap_bio(c_in, c_out)
+    with pytest.raises(ssl.SSLWantReadError):
+        tls_client.do_handshake()
+    hello = c_out.read()
+    client.sendall(hello)
+    peek = socket.socket(fileno=os.dup(server.fileno()))
+    try:
+        async def hello_arrived() -> bool:
+            try:
+                return len(peek.recv(len(hello), socket.MSG_PEEK)) == len(hello)
+            except BlockingIOError:
+                return False
+
+        await async_wait_for(hello_arrived, what="the ClientHello in the server's socket")
+        app = App()
+        tls = TlsTransport(server_context(pki.server_cert, pki.server_key, pki.ca), server,
+                           app, lambda: app.record("secure"))
+        assert peek.recv(len(hello), socket.MSG_PEEK) == hello  # not read yet
+        assert not tls.secure and app.events == []
+        await async_wait_for(lambda: _unread(peek), what="the event loop to read it")
+    finally:
+        peek.close()
+        client.close()
+        tls.abort()
+
+
+async def _unread(peek: socket.socket) -> bool:
+    try:
+        peek.recv(1, socket.MSG_PEEK)
+    except BlockingIOError:
+        return True
+    return False
