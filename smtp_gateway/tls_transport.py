@@ -201,11 +201,11 @@ class TlsTransport(asyncio.Transport):
 
     def peer_certificate(self) -> dict[str, Any] | None:
         """The client certificate if it was verified against the trust anchors."""
-        if not self._secure:
+        if not self._secure or self._lost:  # no session yet, or the socket is closed
             return None
         try:
             cert = self._sock.getpeercert()
-        except ValueError:  # the socket is closed
+        except OSError:  # the connection broke under us (ENOTCONN)
             return None
         return dict(cert) if cert else None
 

@@ -584,3 +584,16 @@ async def _unread(peek: socket.socket) -> bool:
     except BlockingIOError:
         return True
     return False
+
+
+async def test_the_tls_facts_stay_readable_after_the_connection_is_gone(wires: Any) -> None:
+    """A handler may read the session's TLS facts after the client left mid-transaction."""
+    wire = wires(client_cert=True)
+    await wire.handshake()
+    facts = wire.tls.tls_info()
+    assert facts["peercert"] is not None
+    wire.tls.abort()
+    await wire.app.until(lambda: wire.app.lost)
+    assert facts["peercert"] is None and facts["cipher"] is None
+    assert wire.tls.get_extra_info("sockname") is None
+    assert wire.tls.get_extra_info("peername") == wire.sock.getsockname()
