@@ -12,8 +12,10 @@ routines, so a 4 KiB message costs a few calls instead of a few hundred.
 
 Limits, checked as the data arrives and answered after the final dot (RFC 5321 §4.2.5,
 as aiosmtpd does): a line longer than :data:`LINE_LIMIT` octets with its CRLF
-(RFC 5321 §4.5.3.1.6) is ``500``, more data than the size limit is ``552``; whichever
-happens first wins, and from then on the data is discarded (memory stays bounded).
+(RFC 5321 §4.5.3.1.6) is ``500``, more data than the size limit is ``552``; the first
+line that breaks a limit decides (the size counted at the end of each line, so a long line
+that also crosses the size limit is ``552``), and from then on the data is discarded
+(memory stays bounded).
 A "line" here is what lies between two line breaks, CR and LF alike: a bare CR or LF is
 refused or normalised later (:func:`smtp_gateway.smtp_edge.check_data`).
 """
@@ -43,6 +45,8 @@ class DataAssembler:
         self._buf = bytearray(b"\r\n")
         self._scan = 0
         self._refusal: str | None = None
+        #: Where in ``_buf`` the first line over the limit was seen, until that line ends.
+        self._long_at: int | None = None
         self.done = False
         #: What followed the final dot (pipelined commands, RFC 2920 §3.1).
         self.leftover = b""
@@ -57,11 +61,7 @@ class DataAssembler:
         buf += data
         end = buf.find(END, self._scan)
         if self._refusal is None:
-            data_end = end + 2 if end >= 0 else len(buf)  # the last line's CRLF included
-            if self.max_size and data_end - 2 > self.max_size:
-                self._refusal = TOO_MUCH_DATA
-            elif data_end > before and self._longest_run(buf, before, data_end) >= self._max_run:
-                self._refusal = LINE_TOO_LONG
+            self._check_limits(buf, before, end + 2 if end >= 0 else len(buf))
         if end >= 0:
             self.done = True
             self.leftover = bytes(buf[end + len(END) :])
@@ -75,16 +75,42 @@ class DataAssembler:
         self._scan = max(0, len(buf) - (len(END) - 1))
         return False
 
-    def _longest_run(self, buf: bytearray, start: int, end: int) -> int:
-        """The longest run without CR or LF in ``buf[start:end]``, the line left open by
-        the previous block included (C-level splits: no per-position regex scan)."""
+    def _check_limits(self, buf: bytearray, start: int, data_end: int) -> None:
+        """Decide the refusal, if any, once ``buf[start:data_end]`` (new data up to the
+        last line's CRLF) is known. As the line-by-line reader does, the first line that
+        breaks a limit decides: the size is counted at the end of each line, and a line
+        over the length limit is refused for its length only if the data is still within
+        the size limit where that line ends."""
+        over_size = self.max_size and data_end - 2 > self.max_size
+        if self._long_at is None and data_end > start:
+            self._long_at = self._first_long_run(buf, start, data_end)
+        if self._long_at is not None:
+            line_end = buf.find(b"\r\n", self._long_at, data_end)
+            if line_end >= 0:  # the long line ended: was the data within the limit there?
+                within = not self.max_size or line_end <= self.max_size
+                self._refusal = LINE_TOO_LONG if within else TOO_MUCH_DATA
+            elif over_size:  # it ends past the size limit
+                self._refusal = TOO_MUCH_DATA
+        elif over_size:
+            self._refusal = TOO_MUCH_DATA
+
+    def _first_long_run(self, buf: bytearray, start: int, end: int) -> int | None:
+        """A position inside the first run of :attr:`_max_run` octets without CR or LF in
+        ``buf[start:end]``, the line left open by the previous block included; None if
+        there is none (C-level splits: no per-position regex scan)."""
         parts = bytes(buf[start:end]).replace(b"\r", b"\n").split(b"\n")
         first = self._open_line + len(parts[0])
-        if len(parts) == 1:
-            self._open_line = first
-            return first
-        self._open_line = len(parts[-1])
-        return max(first, max(map(len, parts)))
+        self._open_line = first if len(parts) == 1 else len(parts[-1])
+        if first >= self._max_run:
+            return start  # the open line, continued by this block
+        if len(parts) == 1 or max(map(len, parts)) < self._max_run:
+            return None
+        pos = start + len(parts[0]) + 1
+        for part in parts[1:]:
+            if len(part) >= self._max_run:
+                return pos
+            pos += len(part) + 1
+        return None  # pragma: no cover - max() said there is one
 
     def result(self) -> bytes | str:
         """The message (dot-unstuffed, CRLF line ends as received), or the reply text."""

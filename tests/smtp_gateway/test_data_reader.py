@@ -44,7 +44,7 @@ def assemble(chunks: list[bytes], max_size: int):
 
 pieces = st.sampled_from([
     b"\r\n", b"\n", b"\r", b".", b"..", b"x", b"hello world", b"\r\n.\r\n", b"\n.\n",
-    b"\r\n.\n", b"\n.\r\n", b".\r\n", b"y" * 600, b"MAIL FROM:<a@b>\r\n",
+    b"\r\n.\n", b"\n.\r\n", b".\r\n", b"y" * 600, b"y" * 1000, b"MAIL FROM:<a@b>\r\n",
 ])
 
 
@@ -57,7 +57,7 @@ def streams(draw: st.DrawFn) -> tuple[list[bytes], int]:
     for c in [*cuts, len(data)]:
         chunks.append(data[prev:c])
         prev = c
-    return [c for c in chunks if c] or [b""], draw(st.sampled_from([0, 50, 2000]))
+    return [c for c in chunks if c] or [b""], draw(st.sampled_from([0, 50, 1500, 2000]))
 
 
 @settings(max_examples=600, deadline=None)
@@ -98,3 +98,31 @@ def test_limits_discard_and_answer_after_the_dot() -> None:
     assert long.feed(b".\r\n") and long.result() == LINE_TOO_LONG
     ok = DataAssembler(0)
     assert ok.feed(b"a" * 998 + b"\r\n.\r\n") and ok.result() == b"a" * 998 + b"\r\n"
+
+
+LONG = b"y" * 1200 + b"\r\n"  # over the 1,000-octet line limit
+
+
+@pytest.mark.parametrize(
+    ("data", "max_size", "refusal"),
+    [
+        # the long line ends within the size limit; a later line crosses it: 500
+        (LONG + b"y" * 700 + b"\r\n", 2000, LINE_TOO_LONG),
+        # the long line itself crosses the size limit: the size is counted first, 552
+        (b"y" * 900 + b"\r\n" + LONG, 2000, TOO_MUCH_DATA),
+        # a short line crosses the size limit before the long line: 552
+        (b"y" * 900 + b"\r\n" + b"y" * 900 + b"\r\n" + LONG, 1000, TOO_MUCH_DATA),
+        # a long line then nothing over the size: 500
+        (LONG, 2000, LINE_TOO_LONG),
+    ],
+    ids=["long-then-size", "long-crossing-size", "size-then-long", "long-only"],
+)
+def test_the_first_line_that_breaks_a_limit_decides(
+    data: bytes, max_size: int, refusal: str
+) -> None:
+    """In every chunking (one byte at a time included), as the line-by-line reader."""
+    stream = data + b".\r\n"
+    assert reference(stream, max_size) == (refusal, b"")
+    for cut in range(0, len(stream), 97):
+        assert assemble([stream[:cut], stream[cut:]], max_size) == (refusal, b"")
+    assert assemble([stream[i : i + 1] for i in range(len(stream))], max_size) == (refusal, b"")
