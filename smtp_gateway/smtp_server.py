@@ -7,10 +7,9 @@
   (``502``), the client certificate requested for mutual TLS.
 * TLS is :class:`~smtp_gateway.tls_transport.TlsTransport` (OpenSSL on the socket
   itself, not asyncio's ``SSLProtocol``), started at the first byte on implicit-TLS
-  listeners and by
-  :meth:`CaduceeSMTP.smtp_STARTTLS` otherwise, which keeps aiosmtpd's STARTTLS semantics:
-  ``220`` in clear, plaintext pipelined after the command discarded, a fresh session once
-  secure (RFC 3207 §4.2).
+  listeners and by :meth:`CaduceeSMTP.smtp_STARTTLS` otherwise, which keeps aiosmtpd's
+  STARTTLS semantics: ``220`` in clear, plaintext pipelined after the command discarded, a
+  fresh session once secure (RFC 3207 §4.2).
 * Idle connections are kept small (ARCHITECTURE.md §10: ~22 KiB with TLS, two thirds of it
   OpenSSL's own state): per-listener tables instead of aiosmtpd's per-connection ones,
   slots instead of an instance dict.

@@ -64,10 +64,6 @@ _READS_PER_TURN = 16
 #: The TLS facts asyncio's TLS transport gives (``asyncio.sslproto``, ``_extra``).
 TLS_KEYS = ("sslcontext", "peercert", "cipher", "compression", "ssl_object")
 
-#: What ends a connection from below: a TLS alert or a bad record, or the socket failing.
-_BROKEN = (ssl.SSLError, OSError)
-
-
 class TlsFacts(Mapping[str, Any]):
     """A read-only view of a connection's TLS facts under asyncio's keys (:data:`TLS_KEYS`),
     read from the TLS session when asked: the dict asyncio fills at every handshake (a
@@ -281,7 +277,6 @@ class TlsTransport(asyncio.Transport):
             self._timer = self._loop.call_later(self.shutdown_timeout, self._shutdown_timeout)
 
     def abort(self) -> None:
-        self._closing = True
         self._force_close(None)
 
     def pause_reading(self) -> None:
@@ -332,7 +327,7 @@ class TlsTransport(asyncio.Transport):
             self._stop_reading()
             self._want_write(self._handshake)
             return
-        except _BROKEN as exc:
+        except OSError as exc:
             self._fail(exc)
             return
         self._stop_writing()
@@ -378,7 +373,7 @@ class TlsTransport(asyncio.Transport):
                 self._stop_reading()
                 self._want_write()
                 return
-            except _BROKEN as exc:
+            except OSError as exc:  # a TLS alert or bad record (SSLError), or the socket
                 self._fail(exc)
                 return
             if not data:  # the peer's close_notify, or TCP end of file (a truncation)
@@ -401,7 +396,7 @@ class TlsTransport(asyncio.Transport):
             self._write_wants_read = True
             self._want_read(self._read_ready)
             return 0
-        except _BROKEN as exc:
+        except OSError as exc:
             self._fail(exc)
             return None
 
@@ -452,7 +447,7 @@ class TlsTransport(asyncio.Transport):
     def _shutdown(self) -> None:
         """Send close_notify (best effort, also in answer to the peer's: each side sends
         one before closing, RFC 8446 §6.1) and close."""
-        with contextlib.suppress(ssl.SSLError, OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError):
             self._sock.unwrap()  # writes close_notify; does not wait for the peer's
         self._force_close(None)
 
@@ -478,7 +473,6 @@ class TlsTransport(asyncio.Transport):
             log.info("SMTP TLS %s failure from %s: %s",
                      "record" if self._secure else "handshake", self._peername, exc)
             exc = None  # type: ignore[assignment]  # logged: not the protocol's concern
-        self._closing = True
         self._force_close(exc)
 
     def _shutdown_timeout(self) -> None:
