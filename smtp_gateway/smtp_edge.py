@@ -72,15 +72,14 @@ def client_ip(session: Session) -> str | None:
 
 
 def peer_certificate(server: Any, session: Session) -> dict[str, Any] | None:
-    """The peer's verified certificate (``ssl.getpeercert()``), or None."""
-    ssl_object = None
+    """The peer's verified certificate (``ssl.getpeercert()``), or None: the TLS facts'
+    ``peercert``, which stays readable once the connection is gone."""
     if session.ssl:
-        ssl_object = session.ssl.get("ssl_object")
-    if ssl_object is None and server.transport is not None:
-        ssl_object = server.transport.get_extra_info("ssl_object")
-    if ssl_object is None:
-        return None
-    cert = ssl_object.getpeercert()
+        cert = session.ssl.get("peercert")
+    elif server.transport is not None:
+        cert = server.transport.get_extra_info("peercert")
+    else:
+        cert = None
     return cert or None
 
 

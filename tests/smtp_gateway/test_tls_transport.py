@@ -591,9 +591,14 @@ async def test_the_tls_facts_stay_readable_after_the_connection_is_gone(wires: A
     wire = wires(client_cert=True)
     await wire.handshake()
     facts = wire.tls.tls_info()
-    assert facts["peercert"] is not None
+    session = Session(asyncio.get_running_loop())
+    session.ssl = facts
+    server = SimpleNamespace(transport=wire.tls)
+    assert facts["peercert"] is not None and peer_certificate(server, session) is not None
     wire.tls.abort()
     await wire.app.until(lambda: wire.app.lost)
     assert facts["peercert"] is None and facts["cipher"] is None
+    assert peer_certificate(server, session) is None
+    assert ssl_info(server) == ("TLS", "unknown")
     assert wire.tls.get_extra_info("sockname") is None
     assert wire.tls.get_extra_info("peername") == wire.sock.getsockname()
