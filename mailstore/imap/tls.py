@@ -125,8 +125,3 @@ class TlsLayer:
 
     def version(self) -> str | None:
         return self._obj.version() if self.handshake_done else None
-
-    @property
-    def ssl_object(self) -> ssl.SSLObject:
-        """The TLS session (cipher, version, peer certificate), as asyncio exposes it."""
-        return self._obj

@@ -120,8 +120,8 @@ def test_the_peers_close_notify_is_answered_with_ours(pair: _Pair) -> None:
     assert pair.transport.writes == []
 
 
-def test_close_sends_close_notify_and_exposes_the_session(pair: _Pair) -> None:
-    assert pair.server.ssl_object.version() == pair.server.version() == "TLSv1.3"
+def test_close_sends_close_notify(pair: _Pair) -> None:
+    assert pair.server.version() == "TLSv1.3"
     pair.server.close()
     assert pair.server.closed
     pair.c_in.write(pair.transport.take())
