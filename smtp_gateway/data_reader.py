@@ -105,12 +105,8 @@ class DataAssembler:
             return start  # the open line, continued by this block
         if len(parts) == 1 or max(map(len, parts)) < self._max_run:
             return None
-        pos = start + len(parts[0]) + 1
-        for part in parts[1:]:
-            if len(part) >= self._max_run:
-                return pos
-            pos += len(part) + 1
-        return None  # pragma: no cover - max() said there is one
+        i = next(i for i, part in enumerate(parts) if len(part) >= self._max_run)
+        return start + sum(map(len, parts[:i])) + i  # the run's first octet
 
     def result(self) -> bytes | str:
         """The message (dot-unstuffed, CRLF line ends as received), or the reply text."""
