@@ -43,7 +43,7 @@ from policy.patients import grants_permission
 from smtp_gateway import replies
 from smtp_gateway.delivery import DeliveryAgent, Incoming, LocalRecipient
 from smtp_gateway.dkim_verify import DkimVerifier, strip_forged
-from smtp_gateway.policy_gate import PolicyGate, header_addresses
+from smtp_gateway.policy_gate import PolicyGate, header_addresses_by_field
 from smtp_gateway.recipients import RecipientResolver
 from smtp_gateway.smtp_edge import (
     RefusalHook,
@@ -219,9 +219,10 @@ class MtaHandler:
             return raw
         state = self.state(envelope)
         sender = envelope.mail_from or ""
-        authors = header_addresses(raw, "from")
+        fields = header_addresses_by_field(raw, "from", "sender")
+        authors = fields["from"]
         origin = inbound_rules.check_header_origin(
-            authors, header_addresses(raw, "sender"), space=self.gate.space
+            authors, fields["sender"], space=self.gate.space
         )
         if not origin:
             return self._refuse(session, sender, origin.reason, origin.detail)

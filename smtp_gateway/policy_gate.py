@@ -35,22 +35,33 @@ log = logging.getLogger(__name__)
 INLINE_CHECK_MAX = 64 * 1024
 
 
-def header_addresses(raw: bytes, *names: str) -> list[str]:
-    """The addresses of the fields called ``names`` in lower case (``from``, ``sender``:
-    RFC 5322 §3.6.2), in header order, as written.
+def _address_fields(raw: bytes, names: tuple[str, ...]) -> list[tuple[str, str]]:
+    """``(name, value)`` of the fields called ``names`` in lower case, in header order.
 
     The header block is split by the same lenient parser that builds the IMAP ENVELOPE
     (:mod:`mailstore.mime_headers`), so the addresses checked at submission and at the
     MTA are the ones clients show (``From :`` included, RFC 5322 §4.5.3).
     """
-    wanted = {name.encode() for name in names}
-    fields = split_fields(raw[: body_offset(raw)])
-    values = [
-        bytes_to_text(unfold(value))
-        for name, value in fields
+    wanted = {name.encode(): name for name in names}
+    return [
+        (wanted[name.lower()], bytes_to_text(unfold(value)))
+        for name, value in split_fields(raw[: body_offset(raw)])
         if name.lower() in wanted
     ]
-    return [address for _, address in getaddresses(values)]
+
+
+def header_addresses(raw: bytes, *names: str) -> list[str]:
+    """The addresses of the fields called ``names`` in lower case (``from``, ``sender``:
+    RFC 5322 §3.6.2), in header order, as written."""
+    return [address for _, address in getaddresses([v for _, v in _address_fields(raw, names)])]
+
+
+def header_addresses_by_field(raw: bytes, *names: str) -> dict[str, list[str]]:
+    """:func:`header_addresses` of each of ``names``, from one reading of the header."""
+    values: dict[str, list[str]] = {name: [] for name in names}
+    for name, value in _address_fields(raw, names):
+        values[name].append(value)
+    return {name: [address for _, address in getaddresses(v)] for name, v in values.items()}
 
 
 class PolicyGate:

@@ -4,7 +4,7 @@ the MTA's origin and DKIM alignment rules) are the ones the IMAP ENVELOPE shows.
 from __future__ import annotations
 
 from mailstore.mime_index import build_index
-from smtp_gateway.policy_gate import header_addresses
+from smtp_gateway.policy_gate import header_addresses, header_addresses_by_field
 
 RAW = (
     b"From : doctor@ours.test\r\n"  # RFC 5322 §4.5.3: white space before the colon
@@ -22,6 +22,12 @@ def test_every_field_of_the_names_in_header_order() -> None:
     assert header_addresses(RAW, "sender") == ["desk@peer.test"]
     assert header_addresses(RAW, "from", "sender") == [
         "doctor@ours.test", "desk@peer.test", "partner@peer.test", "other@peer.test"]
+
+
+def test_by_field_is_the_same_addresses_from_one_reading() -> None:
+    """The MTA's origin rule takes From: and Sender: apart."""
+    assert header_addresses_by_field(RAW, "from", "sender") == {
+        "from": header_addresses(RAW, "from"), "sender": header_addresses(RAW, "sender")}
 
 
 def test_the_author_clients_show_is_among_those_checked() -> None:
