@@ -91,6 +91,16 @@ class Client:
         assert await self.cmd("STARTTLS") == [b"220 2.0.0 Ready to start TLS"]
         await self.writer.start_tls(ctx, server_hostname="localhost")
 
+    @classmethod
+    async def secured(cls, port: int) -> Client:
+        """Connected, greeted, through STARTTLS and greeted again: an idle secure session
+        (the second EHLO's reply shows the server completed the handshake too)."""
+        client = await cls.connect(port)
+        await client.cmd("EHLO client.test")
+        await client.starttls(client_tls())
+        await client.cmd("EHLO client.test")
+        return client
+
     async def rest(self) -> bytes:
         """Everything until the server closes."""
         return await asyncio.wait_for(self.reader.read(), 10)
@@ -376,10 +386,7 @@ async def test_replies_held_before_a_closing_reply_are_sent(start: Start) -> Non
 
 async def test_the_idle_timeout_closes_a_tls_connection(start: Start) -> None:
     service = await start(Recorder(), idle_timeout=0.5)
-    c = await Client.connect(service.ports[0])
-    await c.cmd("EHLO client.test")
-    await c.starttls(client_tls())
-    await c.cmd("EHLO client.test")
+    c = await Client.secured(service.ports[0])
     assert await c.rest() == b""  # close_notify, then the end of the connection
     await async_wait_for(_no_connections(service), what="the connection to go")
 
@@ -387,10 +394,7 @@ async def test_the_idle_timeout_closes_a_tls_connection(start: Start) -> None:
 async def test_shutdown_says_goodbye_over_tls(start: Start) -> None:
     """SmtpService.close: an idle client hears 421 (RFC 5321 §3.8), encrypted."""
     service = await start(Recorder())
-    c = await Client.connect(service.ports[0])
-    await c.cmd("EHLO client.test")
-    await c.starttls(client_tls())
-    await c.cmd("EHLO client.test")  # the server has completed the handshake too
+    c = await Client.secured(service.ports[0])
     await service.close(grace=1.0)
     assert await c.rest() == b"421 4.3.2 Service shutting down, try again later\r\n"
     await async_wait_for(_no_connections(service), what="the connection to go")
@@ -398,10 +402,7 @@ async def test_shutdown_says_goodbye_over_tls(start: Start) -> None:
 
 async def test_a_client_that_goes_away_releases_its_connection(start: Start) -> None:
     service = await start(Recorder())
-    c = await Client.connect(service.ports[0])
-    await c.cmd("EHLO client.test")
-    await c.starttls(client_tls())
-    await c.cmd("EHLO client.test")
+    c = await Client.secured(service.ports[0])
     assert len(service.connections) == 1
     c.writer.transport.abort()  # no close_notify, no QUIT
     await async_wait_for(_no_connections(service), what="the connection to go")
@@ -420,10 +421,7 @@ def test_connections_keep_no_instance_dict() -> None:
             starttls=[("127.0.0.1", 0)], max_message_size=1 << 20, auth=True,
         )
         try:
-            c = await Client.connect(service.ports[0])
-            await c.cmd("EHLO client.test")
-            await c.starttls(client_tls())
-            await c.cmd("EHLO client.test")
+            c = await Client.secured(service.ports[0])
             await c.cmd("AUTH PLAIN AGEAYg==")
             [conn] = service.connections
             found = dict(vars(conn))
