@@ -141,7 +141,7 @@ def check_inbound_origin(
         if peer_ok:
             return Decision.allow()
         return Decision.deny(Reason.DOMAIN_NOT_TRUSTED, "null sender from an unidentified peer")
-    return check_other_operator_address(stripped.strip("<>"), space)
+    return check_other_operator_address(stripped, space)
 
 
 def check_other_operator_address(text: str, space: TrustSpace) -> Decision:

@@ -126,6 +126,10 @@ def test_check_recipient(recipient: str, channel: Channel, local: LocalMailbox |
         ("<>", ["mx1.clinique.mssante.fr"], False, Reason.OK),
         ("<>", [], False, Reason.DOMAIN_NOT_TRUSTED),
         ("garbage", [], False, Reason.DOMAIN_NOT_TRUSTED),
+        # one pair of angle brackets at most, and a matched one
+        ("dr@clinique.mssante.fr", [], False, Reason.OK),
+        ("dr@clinique.mssante.fr>", [], False, Reason.DOMAIN_NOT_TRUSTED),
+        ("<<dr@clinique.mssante.fr>>", [], False, Reason.DOMAIN_NOT_TRUSTED),
     ],
 )
 def test_check_inbound_origin(mail_from: str, peers: list[str], required: bool,
