@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Protocol
 
-from audit.events import Action, AuditEvent, Outcome, login_event
+from audit.events import Action, AuditEvent
 from caducee.config import Config
 from caducee.context import Context
 from caducee.tls import server_context, tune_asyncio_tls
-from mailstore.auth import Authenticator, AuthStatus, RateLimiter
+from mailstore.auth import Authenticator, RateLimiter
 from mailstore.db import Tx
 from mailstore.notify import Notifier
 from policy.attachments import AttachmentLimits
@@ -119,14 +119,6 @@ def journal_sink(ctx: Context) -> Callable[[AuditEvent], None]:
     return sink
 
 
-#: A refused login's outcome and reason code in the journal (the same as IMAP and web).
-_LOGIN_OUTCOMES: dict[AuthStatus, tuple[str, str | None]] = {
-    AuthStatus.FAILED: (Outcome.FAILED, Reason.AUTH_FAILED.value),
-    AuthStatus.RATE_LIMITED: (Outcome.REFUSED, Reason.RATE_LIMITED.value),
-    AuthStatus.DISABLED: (Outcome.REFUSED, "account_disabled"),
-}
-
-
 class RefusalRecorder(Protocol):
     def __call__(
         self, actor: str, ip: str | None, reason: Reason, detail: str, *,
@@ -210,10 +202,6 @@ async def start_platform(ctx: Context, services: tuple[str, ...] = ALL_SERVICES)
 
     on_refusal = refusal_recorder(sink, "smtp")
 
-    def on_login(who: str, ip: str | None, status: AuthStatus) -> None:
-        outcome, reason = _LOGIN_OUTCOMES.get(status, (Outcome.OK, None))
-        sink(login_event(who, outcome, reason, client_ip=ip, protocol="smtp"))
-
     platform.services["policy"] = gate
     if cfg.policy.trust_sources:
         from mailstore.trust_refresh import TrustListRefresher
@@ -242,7 +230,7 @@ async def start_platform(ctx: Context, services: tuple[str, ...] = ALL_SERVICES)
             delivery=delivery,
             gate=gate,
             on_refusal=on_refusal,
-            on_login=on_login,
+            on_login=sink,
         )
         smtp = await start_submission(
             handler,

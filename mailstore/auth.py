@@ -8,7 +8,8 @@ ARCHITECTURE.md §5 and §10:
   version and a keyed hash of the password — a password change or a disable bumps the
   version, so the cache entry is dead at once; failures are never cached;
 * failed logins are rate-limited per client address and per account, across protocols
-  (one :class:`RateLimiter` per process).
+  (one :class:`RateLimiter` per process);
+* every login attempt is journaled the same way at every edge (:func:`login_entry`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import hmac
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -29,9 +30,11 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import Connection
 
+from audit.events import AuditEvent, Outcome, login_event
 from mailstore import accounts
 from mailstore.accounts import Account
 from mailstore.db import Database
+from policy.decision import Reason
 
 _hasher = PasswordHasher()
 #: Verified against when the account does not exist, so timing does not reveal it.
@@ -53,6 +56,31 @@ class AuthOutcome:
     @property
     def ok(self) -> bool:
         return self.status is AuthStatus.OK
+
+
+def login_entry(
+    outcome: AuthOutcome, name: str, *, client_ip: str | None, protocol: str,
+    refused_kinds: Mapping[str, str] | None = None,
+) -> AuditEvent:
+    """The journal entry of one login attempt, the same rules at every edge.
+
+    The actor is the account's address once credentials matched one, else the ``name`` the
+    client gave. A rate-limited attempt is refused, wrong credentials failed, a disabled
+    account refused, an account of a kind the edge does not serve refused with the reason
+    code ``refused_kinds`` gives for it (a patient at SMTP, IMAP or the API), the rest ok.
+    """
+    account = outcome.account
+    if outcome.status is AuthStatus.RATE_LIMITED:
+        actor, result, reason = name, Outcome.REFUSED, Reason.RATE_LIMITED.value
+    elif outcome.status is AuthStatus.FAILED or account is None:
+        actor, result, reason = name, Outcome.FAILED, Reason.AUTH_FAILED.value
+    elif outcome.status is AuthStatus.DISABLED:
+        actor, result, reason = account.address, Outcome.REFUSED, "account_disabled"
+    elif refused_kinds and account.kind in refused_kinds:
+        actor, result, reason = account.address, Outcome.REFUSED, refused_kinds[account.kind]
+    else:
+        actor, result, reason = account.address, Outcome.OK, None
+    return login_event(actor, result, reason, client_ip=client_ip, protocol=protocol)
 
 
 @dataclass

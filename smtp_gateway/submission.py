@@ -27,8 +27,15 @@ from typing import Any, Protocol
 
 from aiosmtpd.smtp import MISSING, AuthResult, Envelope, Session
 
+from audit.events import AuditEvent
 from mailstore.accounts import Account
-from mailstore.auth import Authenticator, AuthOutcome, AuthStatus, certificate_identity
+from mailstore.auth import (
+    Authenticator,
+    AuthOutcome,
+    AuthStatus,
+    certificate_identity,
+    login_entry,
+)
 from mailstore.tables import PATIENT
 from policy.decision import Decision, Reason
 from smtp_gateway import replies
@@ -45,6 +52,9 @@ from smtp_gateway.smtp_edge import client_ip as session_client_ip
 from smtp_gateway.trace import received_header
 
 log = logging.getLogger(__name__)
+
+#: Accounts that may not submit (RFC 6409): patients write through the web.
+_REFUSED_KINDS = {PATIENT: "patient_smtp_refused"}
 
 class SubmissionPolicy(Protocol):
     """The rules the submission service applies (:class:`smtp_gateway.policy_gate.PolicyGate`)."""
@@ -91,7 +101,7 @@ class SubmissionHandler:
         delivery: DeliveryAgent,
         gate: SubmissionPolicy,
         on_refusal: RefusalHook | None = None,
-        on_login: Callable[[str, str | None, AuthStatus], None] | None = None,
+        on_login: Callable[[AuditEvent], None] | None = None,
     ) -> None:
         self.settings = settings
         self.authenticator = authenticator
@@ -220,7 +230,8 @@ class SubmissionHandler:
         session: Session = server.session
         ip = self.client_ip(session)
         if self.on_login is not None:
-            self.on_login(who, ip, outcome.status)
+            self.on_login(login_entry(outcome, who, client_ip=ip, protocol="smtp",
+                                      refused_kinds=_REFUSED_KINDS))
         if outcome.status is AuthStatus.RATE_LIMITED:
             await server.push(replies.R421_RATE_LIMITED.line())
             server.transport.close()

@@ -16,11 +16,10 @@ from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 
-from audit.events import AuditEvent, Outcome, login_event
+from audit.events import AuditEvent
 from directory.http_api import LoginRateLimited
-from mailstore.auth import Authenticator, AuthStatus
+from mailstore.auth import Authenticator, AuthStatus, login_entry
 from mailstore.tables import PATIENT
-from policy.decision import Reason
 
 #: Account kinds that may search the directory (professionals, their structures, admins).
 API_KINDS_REFUSED = frozenset({PATIENT})
@@ -39,9 +38,7 @@ def basic_authenticator(
     nothing is journaled, e.g. with the journal turned off).
     """
 
-    def record(actor: str, outcome: str, reason: str | None, client: str | None) -> None:
-        if journal is not None:
-            journal(login_event(actor, outcome, reason, client_ip=client, protocol="web"))
+    refused_kinds = dict.fromkeys(API_KINDS_REFUSED, "patient_api_refused")
 
     async def authenticate(request: Request) -> str | None:
         header = request.headers.get("authorization", "")
@@ -56,20 +53,16 @@ def basic_authenticator(
             return None
         client = request.client.host if request.client else None
         outcome = await authenticator.verify_password(user, password, client)
+        if journal is not None:
+            journal(login_entry(outcome, user, client_ip=client, protocol="web",
+                                refused_kinds=refused_kinds))
         if outcome.status is AuthStatus.RATE_LIMITED:
-            record(user, Outcome.REFUSED, Reason.RATE_LIMITED.value, client)
             raise LoginRateLimited(int(authenticator.limiter.lockout))
         account = outcome.account
-        if outcome.status is AuthStatus.DISABLED and account is not None:
-            record(account.address, Outcome.REFUSED, "account_disabled", client)
-            return None
         if outcome.status is not AuthStatus.OK or account is None:
-            record(user, Outcome.FAILED, Reason.AUTH_FAILED.value, client)
             return None
         if account.kind in API_KINDS_REFUSED:
-            record(account.address, Outcome.REFUSED, "patient_api_refused", client)
             return None
-        record(account.address, Outcome.OK, None, client)
         return account.address
 
     return authenticate

@@ -9,9 +9,8 @@ import base64
 import binascii
 import logging
 
-from audit.events import Outcome, login_event
 from mailstore.accounts import Account
-from mailstore.auth import AuthOutcome, AuthStatus, certificate_identity
+from mailstore.auth import AuthOutcome, AuthStatus, certificate_identity, login_entry
 from mailstore.imap import formatter
 from mailstore.imap.commands import Authenticate, Login
 from mailstore.imap.errors import CommandBad, CommandNo
@@ -32,30 +31,27 @@ def _require_tls(s: Session) -> None:
         raise refusal(Reason.TLS_REQUIRED)
 
 
-async def _journal(s: Session, actor: str, outcome: str, reason: str | None) -> None:
-    journal = s.ctx.journal
-    if journal is None:
-        return
-    event = login_event(actor, outcome, reason, client_ip=s.io.peer_ip, protocol="imap")
-    await s.write(lambda tx: journal.append(tx.conn, [event]))
+#: Accounts that may not read mail over IMAP: patients use the web.
+_REFUSED_KINDS = {PATIENT: "patient_imap_refused"}
 
 
 async def _finish(s: Session, who: str, outcome: AuthOutcome) -> Result:
-    """Turn an authenticator outcome into the session state and reply."""
+    """Journal the attempt (:func:`mailstore.auth.login_entry`), then turn the authenticator
+    outcome into the session state and reply."""
+    journal = s.ctx.journal
+    if journal is not None:
+        event = login_entry(outcome, who, client_ip=s.io.peer_ip, protocol="imap",
+                            refused_kinds=_REFUSED_KINDS)
+        await s.write(lambda tx: journal.append(tx.conn, [event]))
     if outcome.status is AuthStatus.RATE_LIMITED:
-        await _journal(s, who, Outcome.REFUSED, Reason.RATE_LIMITED.value)
         raise refusal(Reason.RATE_LIMITED)
     if outcome.status is AuthStatus.FAILED or outcome.account is None:
-        await _journal(s, who, Outcome.FAILED, Reason.AUTH_FAILED.value)
         raise refusal(Reason.AUTH_FAILED)
     account: Account = outcome.account
     if outcome.status is AuthStatus.DISABLED:
-        await _journal(s, account.address, Outcome.REFUSED, "account_disabled")
         raise CommandNo(ACCOUNT_DISABLED.text, ACCOUNT_DISABLED.code)
-    if account.kind == PATIENT:
-        await _journal(s, account.address, Outcome.REFUSED, "patient_imap_refused")
+    if account.kind in _REFUSED_KINDS:
         raise CommandNo(PATIENT_LOGIN_REFUSED.text, PATIENT_LOGIN_REFUSED.code)
-    await _journal(s, account.address, Outcome.OK, None)
     s.account = account
     s.state = State.AUTHENTICATED
     log.info("IMAP login %s from %s", account.address, s.io.peer_ip)

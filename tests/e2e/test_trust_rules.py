@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from audit.tables import audit_entry
 from mailstore import accounts, messages
 from mailstore.policy_store import list_permissions
 from mailstore.tables import account, mailbox, message
@@ -270,6 +271,20 @@ def test_patient_refused_at_smtp_submission(live) -> None:
         with pytest.raises(smtplib.SMTPAuthenticationError) as exc:
             s.login(PATIENT, "patient-password-1")
         assert (exc.value.smtp_code, exc.value.smtp_error) == expected
+    # journaled as refused logins, as IMAP and the API journal theirs (never "succeeded")
+    ctx = pdir.context()
+    try:
+        def logins() -> list[Any] | None:
+            rows = ctx.db.read_sync(lambda c: list(c.execute(
+                select(audit_entry).where(audit_entry.c.actor == PATIENT,
+                                          audit_entry.c.protocol == "smtp")).mappings()))
+            return rows if len(rows) >= 2 else None  # smtplib tries PLAIN, then LOGIN
+
+        rows: Any = wait_for(logins, 10, "the login entries of both connections")
+    finally:
+        ctx.close()
+    assert {(r["action"], r["outcome"], r["reason"]) for r in rows} == {
+        ("login.failed", "refused", "patient_smtp_refused")}
 
 
 def test_patient_cannot_write_to_a_disabled_or_delisted_professional(live) -> None:

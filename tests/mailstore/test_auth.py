@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mailstore import accounts
-from mailstore.auth import Authenticator, AuthStatus, RateLimiter
+from mailstore.auth import Authenticator, AuthOutcome, AuthStatus, RateLimiter, login_entry
 from mailstore.crypto import MasterKeyring
 from mailstore.db import Database
 from mailstore.keystore import KeyStore
@@ -76,3 +76,33 @@ async def test_disabled_unknown_and_rate_limited(auth) -> None:
     assert (await a.verify_password("other@d.fr", "x", "4.4.4.4")).status is (
         AuthStatus.RATE_LIMITED
     )
+
+
+def _account(kind: str, address: str = "dr@demo.mssante.fr") -> accounts.Account:
+    return accounts.Account(id=1, address=address, kind=kind, display_name="Dr", rpps=None,
+                            ins=None, state="active", cert_subject=None,
+                            credentials_version=1)
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "want"),
+    [
+        (AuthStatus.OK, "professional", ("login.succeeded", "ok", None, "dr@demo.mssante.fr")),
+        (AuthStatus.OK, "patient",
+         ("login.failed", "refused", "patient_x_refused", "dr@demo.mssante.fr")),
+        (AuthStatus.DISABLED, "professional",
+         ("login.failed", "refused", "account_disabled", "dr@demo.mssante.fr")),
+        (AuthStatus.FAILED, None, ("login.failed", "failed", "auth_failed", "Typed@Name")),
+        (AuthStatus.RATE_LIMITED, None, ("login.failed", "refused", "rate_limited", "Typed@Name")),
+    ],
+)
+def test_login_entry_is_the_same_rule_for_every_edge(
+    status: AuthStatus, kind: str | None, want: tuple[str, str, str | None, str]
+) -> None:
+    """The actor is the account once one matched, else the name typed; a kind the edge
+    does not serve is refused with the edge's reason code; never a password."""
+    outcome = AuthOutcome(status, _account(kind) if kind else None)
+    event = login_entry(outcome, "Typed@Name", client_ip="192.0.2.1", protocol="smtp",
+                        refused_kinds={"patient": "patient_x_refused"})
+    assert (event.action, event.outcome, event.reason, event.actor) == want
+    assert (event.client_ip, event.protocol) == ("192.0.2.1", "smtp")
