@@ -32,7 +32,7 @@ from sqlalchemy import Connection, bindparam, text
 from directory import stage_worker as sw
 from directory.formats import FileKind, Header, HeaderError, parse_header
 from directory.issues import ImportRefused, Issue, Severity
-from directory.reader import BOM, LATIN1, UTF8, RangeReader, Source
+from directory.reader import BOM, LATIN1, UTF8, Source
 
 PERSON = "directory_stage_person"
 MAILBOX = "directory_stage_mailbox"
@@ -241,10 +241,11 @@ def collect(jobs: list[sw.Job], results: list[sw.JobResult],
             on_issue: Callable[[Issue], None]) -> Staged:
     """Renumber the jobs' problems into file line numbers and pass them on, in file order.
 
-    ``results`` are paired with their jobs by index (any order, some may be missing: jobs
-    cancelled after a refusal). Header warnings (unknown columns) come first for each file.
-    On the first job that refused, raise :class:`ImportRefused` with its error (``on_issue``
-    normally raises it first). The :class:`Staged` result holds the jobs that ran.
+    ``results`` are paired with their jobs by index (any order; the jobs after a refusing
+    one may be missing: :func:`run` cancels them). Header warnings (unknown columns) come
+    first for each file. On the first job that refused, raise :class:`ImportRefused` with
+    its error (``on_issue`` normally raises it first). The :class:`Staged` result holds
+    the jobs that ran.
     """
     by_index = {r.index: r for r in results}
     staged = Staged([], [])
@@ -258,10 +259,8 @@ def collect(jobs: list[sw.Job], results: list[sw.JobResult],
                                severity=Severity.WARNING))
         first = next_line[job.source_index]
         res = by_index.get(job.index)
-        if res is None:
-            # did not run: count its lines, so later ranges of the file are numbered right
-            next_line[job.source_index] = first + _count_lines(job)
-            continue
+        if res is None:  # cancelled: only jobs after a refusing one are (see run())
+            break
         staged.jobs.append(job)
         staged.results.append(res)
         staged.kinds.add(job.header.kind)
@@ -278,16 +277,6 @@ def collect(jobs: list[sw.Job], results: list[sw.JobResult],
                 refusal = Issue(job.source.label, first, "-", "import refused")
             raise ImportRefused(refusal)
     return staged
-
-
-def _count_lines(job: sw.Job) -> int:
-    """How many lines a job's byte range holds (the last one may lack its newline)."""
-    # (read as Latin-1, which decodes any byte: nothing to report)
-    reader = RangeReader(job.source, job.start, job.end, bom=False, codec=LATIN1,
-                         skip_header=job.skip_header, on_issue=lambda issue: None)
-    for _ in reader.blocks():
-        pass
-    return reader.physical_lines
 
 
 def _read_issues(job: sw.Job, first_line: int) -> Iterator[Issue]:
