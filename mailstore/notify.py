@@ -113,12 +113,11 @@ class _PgBridge:
             hide_password=False
         )
         self._pending: set[int] = set()
-        self._flushing = False
         self._listen_conn: Any = None
         self._send_conn: Any = None
         self._task: asyncio.Task[None] | None = None
-        #: The running flush: the loop keeps only a weak reference to a task, so an
-        #: unreferenced one may be collected mid-flight; close() also waits for it.
+        #: The running flush, if any: the loop keeps only a weak reference to a task, so an
+        #: unreferenced one may be collected mid-flight; close() cancels it.
         self._flush_task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._ready = asyncio.Event()
@@ -141,8 +140,7 @@ class _PgBridge:
 
     def publish(self, mailbox_id: int) -> None:
         self._pending.add(mailbox_id)
-        if not self._flushing:
-            self._flushing = True
+        if self._flush_task is None or self._flush_task.done():
             self._flush_task = asyncio.get_running_loop().create_task(self._flush())
 
     async def _flush(self) -> None:
@@ -170,8 +168,6 @@ class _PgBridge:
         except Exception as exc:  # other nodes catch up on their next command
             log.warning("could not publish mailbox changes to other nodes: %s", exc)
             self._send_conn = None
-        finally:
-            self._flushing = False
 
     async def _listen_forever(self) -> None:
         import psycopg
