@@ -438,8 +438,8 @@ def show(conn: Connection, target: str) -> PractitionerDetails | MailboxDetails:
         ActivityDetails(records.activity_record(a.raw, ov if i == 0 else None), bool(a.active),
                         a.inactive_since, a.source)
         for i, a in enumerate(conn.execute(
-            text("SELECT raw, active, inactive_since, source FROM practitioner_activity "
-                 "WHERE practitioner_id = :id ORDER BY active DESC, id").columns(
+            text("SELECT raw, active, inactive_since, source FROM practitioner_activity "  # noqa: S608 - a constant
+                 f"WHERE practitioner_id = :id {records.MAIN_ACTIVITY_FIRST}").columns(
                 inactive_since=_TS),
             {"id": int(nat)},
         ))

@@ -128,8 +128,8 @@ def practitioner(conn: Connection, national_id: str) -> PractitionerEntry | None
     overrides = records.load_overrides(row.overrides)
     f = records.person_fields(row.raw, overrides)
     act = conn.execute(
-        text("SELECT raw FROM practitioner_activity WHERE practitioner_id = :id "
-             "ORDER BY active DESC, id LIMIT 1"),
+        text("SELECT raw FROM practitioner_activity WHERE practitioner_id = :id "  # noqa: S608 - a constant
+             f"{records.MAIN_ACTIVITY_FIRST} LIMIT 1"),
         {"id": int(nat)},
     ).scalar()
     code = records.activity_record(act, overrides).profession_code if act else ""

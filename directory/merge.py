@@ -358,12 +358,12 @@ def _practitioner_overrides(
             )
 
 
-#: A practitioner's activities, its *main* one first: its first active one (else its first).
-#: The activity an admin's corrections of profession, specialty and site apply to
-#: (:data:`records.ACTIVITY_FIELDS`); lookups and search show it first.
+#: A practitioner's activities, its *main* one first (:data:`records.MAIN_ACTIVITY_FIRST`):
+#: the activity an admin's corrections of profession, specialty and site apply to
+#: (:data:`records.ACTIVITY_FIELDS`).
 _ACTIVITIES_OF = text(
     "SELECT id, raw, terms FROM practitioner_activity WHERE practitioner_id = :pid "
-    "ORDER BY active DESC, id"
+    + records.MAIN_ACTIVITY_FIRST
 )
 
 

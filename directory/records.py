@@ -28,8 +28,12 @@ PRACTITIONER_FIELDS: dict[str, int] = {
     "civility_code": P.CIVILITY_EX_CODE,
     "civility": P.CIVILITY_EX,
 }
-#: Fields of a practitioner's *main activity* (its first active one,
-#: :func:`directory.merge.apply_activity_overrides`) an admin may override — profession,
+#: The order of a practitioner's activities that puts its *main activity* first: its first
+#: active one, else its first (the merge, lookups and the admin pages use it).
+MAIN_ACTIVITY_FIRST = "ORDER BY active DESC, id"
+
+#: Fields of a practitioner's *main activity* (:data:`MAIN_ACTIVITY_FIRST`) an admin may
+#: override — profession,
 #: specialty, and the main site's town, postcode and département — and their column in the
 #: person record. They are kept in the practitioner's overrides.
 ACTIVITY_FIELDS: dict[str, int] = {
