@@ -108,7 +108,7 @@ async def start_web(
         ports.append(int(sock.getsockname()[1]))
         config = uvicorn.Config(
             app, log_config=None, access_log=False, lifespan="off", server_header=False,
-            http="h11", ws="none",  # no WebSocket route: do not load a WebSocket library
+            ws="none",  # no WebSocket route: do not load a WebSocket library
             proxy_headers=False, timeout_graceful_shutdown=5,
         )
         config.load()

@@ -87,7 +87,7 @@ class TlsLayer:
                 return
             chunks.append(chunk)
 
-    def send(self, data: bytes | bytearray | memoryview) -> None:
+    def send(self, data: bytes | bytearray) -> None:
         """Encrypt and send; a big buffer goes out in slices, each handed to the
         transport as soon as it is encrypted (the socket sends while we encrypt the rest,
         and the memory BIO never holds more than a slice: see :data:`_BIO_SLICE`)."""
