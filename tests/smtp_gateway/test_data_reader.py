@@ -107,7 +107,7 @@ LONG = b"y" * 1200 + b"\r\n"  # over the 1,000-octet line limit
     ("data", "max_size", "refusal"),
     [
         # the long line ends within the size limit; a later line crosses it: 500
-        (LONG + b"y" * 700 + b"\r\n", 2000, LINE_TOO_LONG),
+        (LONG + b"y" * 900 + b"\r\n", 2000, LINE_TOO_LONG),
         # the long line itself crosses the size limit: the size is counted first, 552
         (b"y" * 900 + b"\r\n" + LONG, 2000, TOO_MUCH_DATA),
         # a short line crosses the size limit before the long line: 552

@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 from aiosmtpd.smtp import Session
 
-from caducee.tls import server_context
 from smtp_gateway.smtp_edge import certificate_names, peer_certificate, ssl_info
 from smtp_gateway.tls_transport import HIGH_WATER, TLS_KEYS, TlsTransport
 from tests.mailstore.imap import harness
@@ -86,17 +85,14 @@ class Wire:
 
     def __init__(self, *, client_cert: bool = False, handshake_timeout: float = 60.0,
                  transport: type[TlsTransport] = TlsTransport) -> None:
-        pki = harness.test_pki()
         self.loop = asyncio.get_running_loop()
-        self.context = server_context(pki.server_cert, pki.server_key, pki.ca)
+        self.context = harness.server_tls()
         server, self.sock = tcp_pair()
         self.app = App()
         self.tls = transport(self.context, server, self.app, self._secure,
                              peername=server.getpeername(), handshake_timeout=handshake_timeout)
-        client_ctx = ssl.create_default_context(cafile=str(pki.ca))
-        client_ctx.check_hostname = False
-        if client_cert:
-            client_ctx.load_cert_chain(pki.client_cert, pki.client_key)
+        client_ctx = harness.client_tls(with_cert=client_cert)
+        client_ctx.check_hostname = False  # no server_hostname over memory BIOs
         self.c_in, self.c_out = ssl.MemoryBIO(), ssl.MemoryBIO()
         self.client = client_ctx.wrap_bio(self.c_in, self.c_out)
         self.alert: str | None = None  # the TLS alert the client received, if any
@@ -182,8 +178,7 @@ class Wire:
 
     def close(self) -> None:
         self.sock.close()
-        if not self.tls.is_closing():
-            self.tls.abort()
+        self.tls.abort()  # idempotent: also ends a close() still draining
 
 
 @pytest.fixture
@@ -361,8 +356,10 @@ async def test_a_closing_connection_that_drains_is_not_cut(
     with caplog.at_level(logging.INFO, logger="smtp_gateway.smtp"):
         wire.tls.close()
         data, closed = await wire.client_reads_to_close()
+        await wire.app.until(lambda: wire.app.lost)
     assert data == payload and closed
     assert "does not read" not in caplog.text
+    assert wire.tls._timer is None  # the shutdown timer went with the connection
 
 
 async def test_close_before_the_handshake_sends_no_close_notify(wires: Any) -> None:
@@ -477,18 +474,17 @@ async def test_take_over_starts_tls_on_an_asyncio_connection() -> None:
     then TLS takes the same connection; asyncio's transport goes without closing it, and
     its protocol is not told the connection was lost."""
     loop = asyncio.get_running_loop()
-    pki = harness.test_pki()
     server_sock, client_sock = tcp_pair()
     plain_protocol = Plain()
     plain, _ = await loop.connect_accepted_socket(lambda: plain_protocol, server_sock)
     plain.write(b"220 2.0.0 Ready to start TLS\r\n")
     app = App()
-    tls = TlsTransport.take_over(server_context(pki.server_cert, pki.server_key, pki.ca),
+    tls = TlsTransport.take_over(harness.server_tls(),
                                  plain, app, lambda: app.record("secure"))
     assert plain.is_closing()
     assert tls.get_extra_info("peername") == client_sock.getsockname()
-    client_sock.setblocking(True)
-    client_ctx = ssl.create_default_context(cafile=str(pki.ca))
+    client_sock.settimeout(DEADLINE)
+    client_ctx = harness.client_tls()
     client_ctx.check_hostname = False
 
     def client() -> bytes:
@@ -497,13 +493,17 @@ async def test_take_over_starts_tls_on_an_asyncio_connection() -> None:
             secure.sendall(b"EHLO x\r\n")
             return secure.recv(100)
 
-    talk = asyncio.create_task(asyncio.to_thread(client))
-    await app.until(lambda: app.data() == b"EHLO x\r\n")
-    tls.write(b"250 mail.test\r\n")
-    assert await asyncio.wait_for(talk, DEADLINE) == b"250 mail.test\r\n"
-    assert not plain_protocol.lost
-    tls.close()
-    await app.until(lambda: app.lost)
+    try:
+        talk = asyncio.create_task(asyncio.to_thread(client))
+        await app.until(lambda: app.data() == b"EHLO x\r\n")
+        tls.write(b"250 mail.test\r\n")
+        assert await asyncio.wait_for(talk, DEADLINE) == b"250 mail.test\r\n"
+        assert not plain_protocol.lost
+        tls.close()
+        await app.until(lambda: app.lost)
+    finally:
+        tls.abort()
+        client_sock.close()
 
 
 async def test_take_over_of_a_connection_the_client_already_reset() -> None:
@@ -511,7 +511,6 @@ async def test_take_over_of_a_connection_the_client_already_reset() -> None:
     raises ``OSError`` for the caller to end the session, and drops asyncio's transport
     without telling its protocol; no descriptor is left open."""
     loop = asyncio.get_running_loop()
-    pki = harness.test_pki()
     server_sock, client_sock = tcp_pair()
     plain_protocol = Plain()
     plain, _ = await loop.connect_accepted_socket(lambda: plain_protocol, server_sock)
@@ -530,7 +529,7 @@ async def test_take_over_of_a_connection_the_client_already_reset() -> None:
     await async_wait_for(reset_seen, what="the reset to reach the server's socket")
     open_before = len(os.listdir("/proc/self/fd"))
     with pytest.raises(OSError):
-        TlsTransport.take_over(server_context(pki.server_cert, pki.server_key, pki.ca),
+        TlsTransport.take_over(harness.server_tls(),
                                plain, App())
     assert plain.is_closing()
     assert len(os.listdir("/proc/self/fd")) == open_before  # our duplicate is closed
@@ -547,9 +546,8 @@ async def test_the_handshake_starts_from_the_event_loop_not_the_constructor() ->
     under load: ClientHello, then the client's Finished read in the same call), so the
     constructor must not start the handshake: ``on_secure`` would run before the caller
     holds the transport."""
-    pki = harness.test_pki()
     server, client = tcp_pair()
-    client_ctx = ssl.create_default_context(cafile=str(pki.ca))
+    client_ctx = harness.client_tls()
     client_ctx.check_hostname = False
     c_in, c_out = ssl.MemoryBIO(), ssl.MemoryBIO()
     tls_client = client_ctx.wrap_bio(c_in, c_out)
@@ -558,6 +556,7 @@ async def test_the_handshake_starts_from_the_event_loop_not_the_constructor() ->
     hello = c_out.read()
     client.sendall(hello)
     peek = socket.socket(fileno=os.dup(server.fileno()))
+    tls: TlsTransport | None = None
     try:
         async def hello_arrived() -> bool:
             try:
@@ -567,7 +566,7 @@ async def test_the_handshake_starts_from_the_event_loop_not_the_constructor() ->
 
         await async_wait_for(hello_arrived, what="the ClientHello in the server's socket")
         app = App()
-        tls = TlsTransport(server_context(pki.server_cert, pki.server_key, pki.ca), server,
+        tls = TlsTransport(harness.server_tls(), server,
                            app, lambda: app.record("secure"))
         assert peek.recv(len(hello), socket.MSG_PEEK) == hello  # not read yet
         assert not tls.secure and app.events == []
@@ -575,7 +574,10 @@ async def test_the_handshake_starts_from_the_event_loop_not_the_constructor() ->
     finally:
         peek.close()
         client.close()
-        tls.abort()
+        if tls is not None:
+            tls.abort()
+        else:
+            server.close()
 
 
 async def _unread(peek: socket.socket) -> bool:

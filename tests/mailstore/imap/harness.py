@@ -70,6 +70,21 @@ def test_pki() -> TestPki:
     return paths
 
 
+def server_tls() -> ssl.SSLContext:
+    """The listeners' TLS context over :func:`test_pki` (as the platform builds it)."""
+    paths = test_pki()
+    return server_context(paths.server_cert, paths.server_key, paths.ca)
+
+
+def client_tls(*, with_cert: bool = False) -> ssl.SSLContext:
+    """A client trusting :func:`test_pki`'s CA, presenting its client certificate if asked."""
+    paths = test_pki()
+    ctx = client_context(paths.ca)
+    if with_cert:
+        ctx.load_cert_chain(str(paths.client_cert), str(paths.client_key))
+    return ctx
+
+
 class ImapHarness:
     def __init__(
         self,
@@ -85,7 +100,7 @@ class ImapHarness:
         self.journal = journal
         self.pki = test_pki()
         self.ssl_context = (
-            server_context(self.pki.server_cert, self.pki.server_key, self.pki.ca) if tls else None
+            server_tls() if tls else None
         )
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True,
@@ -145,10 +160,7 @@ class ImapHarness:
         return self.server.tls_addresses[0][1]
 
     def client_ssl(self, *, with_cert: bool = False) -> ssl.SSLContext:
-        ctx = client_context(self.pki.ca)
-        if with_cert:
-            ctx.load_cert_chain(str(self.pki.client_cert), str(self.pki.client_key))
-        return ctx
+        return client_tls(with_cert=with_cert)
 
     def imaps(self, *, with_cert: bool = False) -> imaplib.IMAP4_SSL:
         return imaplib.IMAP4_SSL(

@@ -114,7 +114,7 @@ def test_the_peers_close_notify_is_answered_with_ours(pair: _Pair) -> None:
     assert pair.server.receive(pair.c_out.read()) == b""
     assert pair.server.closed
     pair.server.close()
-    pair.server.close()  # once only
+    pair.server.close()  # harmless when repeated
     pair.c_in.write(pair.transport.take())
     pair.client.unwrap()  # ours arrived: the client's shutdown completes
     assert pair.transport.writes == []
