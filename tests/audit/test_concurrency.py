@@ -59,8 +59,9 @@ def test_four_processes_one_gap_free_chain(
         assert p.returncode == 0, err.decode(errors="replace")[-2000:]
         stats.append(json.loads(out.decode().strip().splitlines()[-1]))
     if shape == "random":
-        # the hot path ran, and so did real cross-process conflicts
-        assert sum(s["hot"] for s in stats) > 0, stats
+        # the hot path hit (inside the writers' exclusive bursts), and real cross-process
+        # conflicts sent appends to the slow path between them
+        assert all(s["hot"] > 0 for s in stats), stats
         assert sum(s["moved"] for s in stats) > 0, stats
     key = load_journal_key(key_file).public_key()
 
