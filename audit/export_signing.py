@@ -37,11 +37,19 @@ def short_home(gnupg_home: Path) -> Path:
     digest = hashlib.sha256(str(real).encode()).hexdigest()[:16]
     link = Path(tempfile.gettempdir()) / f"caducee-gpg-{digest}"
     if not (link.is_symlink() and link.resolve() == real):
+        _remove_dangling_links(link.parent)
         tmp = link.with_name(link.name + f".{os.getpid()}")
         tmp.unlink(missing_ok=True)
         tmp.symlink_to(real)
         tmp.replace(link)
     return link
+
+
+def _remove_dangling_links(tmp_dir: Path) -> None:
+    """Remove the short links whose home is gone (a removed data directory)."""
+    for link in tmp_dir.glob("caducee-gpg-*"):
+        if link.is_symlink() and not link.exists():
+            link.unlink(missing_ok=True)
 
 
 def _gpg(gnupg_home: Path) -> gnupg.GPG:

@@ -21,11 +21,14 @@ SQLite stays in WAL mode with ``synchronous=FULL``: in WAL mode only the commit 
 large transaction costs one fsync; relaxing it would gain nothing and lose durability. The
 import connection gets a large page cache, and its temporary tables go to a file (not RAM)
 so memory stays bounded. After the commit the WAL is checkpointed and truncated.
+
+Staging files live in a working directory (:mod:`directory.workdir`) beside the SQLite
+database, or in the temp directory for PostgreSQL; it is removed when the import ends, and
+the next import removes the ones killed imports left behind.
 """
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -41,6 +44,7 @@ from directory.issues import ImportRefused, Issue, Severity
 from directory.reader import Source, SourceError, sources
 from directory.report import IssueLog
 from directory.tables import import_log
+from directory.workdir import WorkDir, open_workdir
 
 if TYPE_CHECKING:
     from audit.journal import Journal
@@ -135,11 +139,11 @@ def _sqlite_tune(conn: Connection) -> None:
     raw.execute(f"PRAGMA temp.cache_size=-{SQLITE_TEMP_CACHE_KIB}")
 
 
-def _workdir(engine: Engine, options: ImportOptions) -> Path:
+def _workdir(engine: Engine, options: ImportOptions) -> WorkDir:
     base = options.workdir
     if base is None and engine.dialect.name == "sqlite" and engine.url.database:
         base = Path(engine.url.database).resolve().parent
-    return Path(tempfile.mkdtemp(prefix="caducee-import-", dir=base))
+    return open_workdir(base)
 
 
 def import_files(engine: Engine, paths: Iterable[Path], options: ImportOptions) -> ImportResult:
@@ -162,7 +166,8 @@ def import_files(engine: Engine, paths: Iterable[Path], options: ImportOptions) 
         if options.strict and issue.severity is Severity.ERROR:
             raise ImportRefused(issue)
 
-    workdir = _workdir(engine, options)
+    work = _workdir(engine, options)
+    workdir = work.path
     lenient = options.lenient_identifiers and not options.strict
     defaults = staging.StageOptions(lenient=lenient, strict=options.strict, workdir=workdir)
     stage_opts = staging.StageOptions(
@@ -285,7 +290,7 @@ def import_files(engine: Engine, paths: Iterable[Path], options: ImportOptions) 
             # The connection carries tuned pragmas, attachments and temporary tables.
             conn.invalidate()
             conn.close()
-        staging.cleanup(workdir)
+        work.close()
 
 
 def _file_reports(all_sources: list[Source], staged: staging.Staged) -> list[FileReport]:

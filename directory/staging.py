@@ -22,7 +22,6 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import os
-import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -363,6 +362,3 @@ def delete_rows(conn: Connection, staged: Staged, kind: FileKind, seqs: list[int
             {"seqs": seqs},
         )
 
-
-def cleanup(workdir: Path) -> None:
-    shutil.rmtree(workdir, ignore_errors=True)

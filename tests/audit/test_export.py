@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -112,3 +113,23 @@ def test_an_auditor_following_the_header_rehashes_non_ascii_entries(
     assert hashlib.sha256(bytes.fromhex(entry["prev"]) + canonical).hexdigest() == entry["hash"]
     ascii_form = json.dumps(fields, separators=(",", ":")).encode("ascii")
     assert hashlib.sha256(bytes.fromhex(entry["prev"]) + ascii_form).hexdigest() != entry["hash"]
+
+
+def test_a_long_gnupg_home_gets_a_short_link_and_dead_links_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    links = tmp_path / "t"
+    links.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(links))
+    gone = tmp_path / "gone"
+    (links / "caducee-gpg-0123456789abcdef").symlink_to(gone)  # its data directory was removed
+    (links / "caducee-gpg-unrelated").mkdir()
+    home = tmp_path / ("h" * 90) / "gnupg"
+    home.mkdir(parents=True)
+
+    link = export_signing.short_home(home)
+    assert link.parent == links and link.is_symlink() and link.resolve() == home.resolve()
+    assert sorted(p.name for p in links.iterdir()) == sorted([link.name, "caducee-gpg-unrelated"])
+    assert export_signing.short_home(home) == link  # stable
+    short = Path("/tmp/g")
+    assert export_signing.short_home(short) == short.resolve()

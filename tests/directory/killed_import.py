@@ -1,6 +1,6 @@
 """Run an import and hang at a given phase, so the test can ``kill -9`` it there.
 
-    python -m tests.directory.killed_import DB_URL PHASE FILE...
+    python -m tests.directory.killed_import DB_URL PHASE WORKDIR FILE...
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from mailstore.db import create_db_engine
 
 
 def main() -> None:
-    url, phase, *files = sys.argv[1:]
+    url, phase, workdir, *files = sys.argv[1:]
 
     def progress(p: Progress) -> None:
         if p.phase == phase:
@@ -22,7 +22,7 @@ def main() -> None:
             time.sleep(600)  # wait to be killed
 
     engine = create_db_engine(url)
-    import_files(engine, [Path(f) for f in files], ImportOptions(progress=progress, workers=1))
+    import_files(engine, [Path(f) for f in files], ImportOptions(progress=progress, workers=1, workdir=Path(workdir)))
 
 
 if __name__ == "__main__":

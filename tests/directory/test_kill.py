@@ -1,4 +1,5 @@
-"""`kill -9` in the middle of an import leaves the previous directory intact."""
+"""`kill -9` in the middle of an import leaves the previous directory intact, and the
+next import removes the staging files the killed one left."""
 
 from __future__ import annotations
 
@@ -44,9 +45,11 @@ def test_kill_mid_import(
     before = dump(engine)
     later = tmp_path / "PS_LibreAcces_Personne_activite_later.txt"
     gen_extract.derive_delta(demo_extract.person, later, remove=0.2, change=0.2)
+    work = tmp_path / "work"
+    work.mkdir()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.directory.killed_import", db_url, phase, str(later),
-         str(demo_extract.mailbox)],
+        [sys.executable, "-m", "tests.directory.killed_import", db_url, phase, str(work),
+         str(later), str(demo_extract.mailbox)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -57,6 +60,12 @@ def test_kill_mid_import(
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == -signal.SIGKILL
+    assert dump(engine) == before
+    [abandoned] = work.glob("caducee-import-*")
+    assert any(abandoned.glob("stage-*.db"))
+
+    run_import(engine, demo_extract.person, demo_extract.mailbox, workdir=work)
+    assert list(work.iterdir()) == []
     assert dump(engine) == before
     # the database is usable: the same import now goes through
     res = run_import(engine, later, demo_extract.mailbox)

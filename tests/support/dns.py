@@ -19,7 +19,13 @@ def run_with_dns(
     zone: str, txt_records: dict[str, str], command: list[str], stdin: bytes
 ) -> subprocess.CompletedProcess[bytes]:
     """Serve ``txt_records`` (relative names) in ``zone`` and run ``command`` against it."""
-    work = Path(tempfile.mkdtemp(prefix="caducee-dns-"))
+    with tempfile.TemporaryDirectory(prefix="caducee-dns-") as tmp:
+        return _run(Path(tmp), zone, txt_records, command, stdin)
+
+
+def _run(
+    work: Path, zone: str, txt_records: dict[str, str], command: list[str], stdin: bytes
+) -> subprocess.CompletedProcess[bytes]:
     lines = [
         f"$ORIGIN {zone}.", "$TTL 60",
         f"@ IN SOA ns.{zone}. admin.{zone}. 1 60 60 60 60", "@ IN NS ns", "ns IN A 127.0.0.1",

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import imaplib
+import shutil
 import ssl
 import tempfile
 import threading
@@ -55,6 +57,7 @@ class TestPki:
 def test_pki() -> TestPki:
     """One CA, a server certificate for localhost/127.0.0.1 and a client certificate."""
     root = Path(tempfile.mkdtemp(prefix="caducee-imap-pki-"))
+    atexit.register(shutil.rmtree, root, True)  # once per test process (cached)
     ca = pki.create_ca("Caducee test CA")
     server = pki.issue_server(ca, ["localhost", "127.0.0.1"])
     client = pki.issue_client(ca, "Claire Martin", CLIENT_ID, "claire@chu.test")
