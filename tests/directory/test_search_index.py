@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, text
 
 from directory import search, search_index
@@ -133,3 +134,19 @@ def test_a_document_that_did_not_change_keeps_its_place(engine: Engine, tmp_path
     res = run_import(engine, write_person(tmp_path / "v2.txt", later), now=LATER)
     assert res.merge.practitioners.changed == 1 and res.merge.index == "incremental"
     assert index_state() == before
+
+
+def test_a_full_rebuild_leaves_fts5_merging_as_it_was(engine: Engine, tmp_path: Path) -> None:
+    """The rebuild turns FTS5's incremental merges off and merges once; the defaults
+    come back for the small updates that follow."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL's GIN index has no such settings")
+    run_import(engine, write_person(tmp_path / "v1.txt", BASE))
+    with engine.connect() as conn:
+        config: dict[str, int] = dict(conn.exec_driver_sql(
+            "SELECT k, v FROM directory_fts_config WHERE k IN ('automerge', 'crisismerge')"
+        ).all())
+    assert config == {"automerge": search_index.FTS_AUTOMERGE,
+                      "crisismerge": search_index.FTS_CRISISMERGE}
+    _fts_intact(engine)
+    assert len(_found(engine, "durand")) == len(BASE)
