@@ -14,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +35,12 @@ class WorkDir:
 
 
 def _try_lock(path: Path) -> int | None:
-    """A descriptor holding ``path``'s lock, or ``None`` when another process holds it."""
+    """A descriptor holding ``path``'s lock, or ``None`` when another process holds it.
+
+    The temp directory may be shared: never follow a link, never block on a FIFO.
+    """
     try:
-        fd = os.open(path, os.O_RDWR)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return None
     try:
@@ -51,6 +55,12 @@ def remove_abandoned(base: Path) -> list[Path]:
     """Remove the import directories in ``base`` whose import is no longer running."""
     removed: list[Path] = []
     for d in base.glob(PREFIX + "*"):
+        try:
+            st = d.lstat()
+        except OSError:
+            continue
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+            continue  # another user's, or a link: not ours to remove
         fd = _try_lock(d / LOCK)
         if fd is None:
             continue  # running, or not ours to judge (no lock file)

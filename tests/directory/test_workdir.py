@@ -51,3 +51,19 @@ def test_directories_without_a_lock_are_not_ours_to_judge(tmp_path: Path) -> Non
     (tmp_path / "unrelated").mkdir()
     assert remove_abandoned(tmp_path) == []
     assert foreign.is_dir() and (tmp_path / "unrelated").is_dir()
+
+
+def test_links_are_never_followed(tmp_path: Path) -> None:
+    """In a shared temp directory, a planted link is neither followed nor removed."""
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (target / LOCK).write_bytes(b"")
+    (target / "precious").write_bytes(b"x")
+    base = tmp_path / "tmp"
+    base.mkdir()
+    (base / (PREFIX + "link")).symlink_to(target)  # the whole directory is a link
+    planted = base / (PREFIX + "planted")
+    planted.mkdir()
+    (planted / LOCK).symlink_to(target / LOCK)  # its lock file is a link
+    assert remove_abandoned(base) == []
+    assert (target / "precious").exists() and planted.is_dir()
