@@ -237,7 +237,7 @@ class SubmissionHandler:
             server.transport.close()
             return AuthResult(success=False, handled=True)
         if outcome.status is AuthStatus.OK and outcome.account is not None:
-            if outcome.account.kind == PATIENT:
+            if outcome.account.kind in _REFUSED_KINDS:
                 await server.push(replies.R535_PATIENT_NO_SUBMISSION.line())
                 return AuthResult(success=False, handled=True)
             log.info("smtp login", extra={"account": outcome.account.address, "client_ip": ip})

@@ -21,8 +21,9 @@ from directory.http_api import LoginRateLimited
 from mailstore.auth import Authenticator, AuthStatus, login_entry
 from mailstore.tables import PATIENT
 
-#: Account kinds that may search the directory (professionals, their structures, admins).
-API_KINDS_REFUSED = frozenset({PATIENT})
+#: Account kinds that may not search the directory (patients), and the reason code their
+#: refused login is journaled with; professionals, their structures and admins may.
+API_KINDS_REFUSED = {PATIENT: "patient_api_refused"}
 
 #: Appends one event to the journal (in its own write job; see ``caducee.runner``).
 JournalSink = Callable[[AuditEvent], None]
@@ -37,8 +38,6 @@ def basic_authenticator(
     ``journal`` receives one login event per request that presents credentials (``None``:
     nothing is journaled, e.g. with the journal turned off).
     """
-
-    refused_kinds = dict.fromkeys(API_KINDS_REFUSED, "patient_api_refused")
 
     async def authenticate(request: Request) -> str | None:
         header = request.headers.get("authorization", "")
@@ -55,7 +54,7 @@ def basic_authenticator(
         outcome = await authenticator.verify_password(user, password, client)
         if journal is not None:
             journal(login_entry(outcome, user, client_ip=client, protocol="web",
-                                refused_kinds=refused_kinds))
+                                refused_kinds=API_KINDS_REFUSED))
         if outcome.status is AuthStatus.RATE_LIMITED:
             raise LoginRateLimited(int(authenticator.limiter.lockout))
         account = outcome.account

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select
 
@@ -272,19 +273,41 @@ def test_patient_refused_at_smtp_submission(live) -> None:
             s.login(PATIENT, "patient-password-1")
         assert (exc.value.smtp_code, exc.value.smtp_error) == expected
     # journaled as refused logins, as IMAP and the API journal theirs (never "succeeded")
+    rows = _login_entries(pdir, PATIENT, "smtp", 2)  # smtplib tries PLAIN, then LOGIN
+    assert {(r["action"], r["outcome"], r["reason"]) for r in rows} == {
+        ("login.failed", "refused", "patient_smtp_refused")}
+
+
+def _login_entries(pdir: PlatformDir, actor: str, protocol: str, count: int) -> list[Any]:
+    """The journal's entries of ``actor`` over ``protocol``, once there are ``count``."""
     ctx = pdir.context()
     try:
         def logins() -> list[Any] | None:
             rows = ctx.db.read_sync(lambda c: list(c.execute(
-                select(audit_entry).where(audit_entry.c.actor == PATIENT,
-                                          audit_entry.c.protocol == "smtp")).mappings()))
-            return rows if len(rows) >= 2 else None  # smtplib tries PLAIN, then LOGIN
+                select(audit_entry).where(audit_entry.c.actor == actor,
+                                          audit_entry.c.protocol == protocol)).mappings()))
+            return rows if len(rows) >= count else None
 
-        rows: Any = wait_for(logins, 10, "the login entries of both connections")
+        return wait_for(logins, 10, f"{count} {protocol} login entries of {actor}")  # type: ignore[return-value]
     finally:
         ctx.close()
-    assert {(r["action"], r["outcome"], r["reason"]) for r in rows} == {
-        ("login.failed", "refused", "patient_smtp_refused")}
+
+
+def test_patient_refused_at_the_directory_api(live) -> None:
+    """The directory API serves professionals only: a patient's valid credentials get
+    401, journaled as a refused login; a professional's are journaled as succeeded."""
+    pdir, plat = live
+    port = plat.platform.ports["web"][0]
+    with httpx.Client(verify=pdir.client_tls(), base_url=f"https://127.0.0.1:{port}") as web:
+        refused = web.get("/api/directory", params={"q": "lefevre"},
+                          auth=(PATIENT, "patient-password-1"))
+        served = web.get("/api/directory", params={"q": "lefevre"}, auth=(DR_LEFEVRE, PASSWORD))
+    assert (refused.status_code, served.status_code) == (401, 200)
+    [patient] = _login_entries(pdir, PATIENT, "web", 1)
+    assert (patient["action"], patient["outcome"], patient["reason"]) == (
+        "login.failed", "refused", "patient_api_refused")
+    doctor = _login_entries(pdir, DR_LEFEVRE, "web", 1)
+    assert {(r["action"], r["outcome"]) for r in doctor} == {("login.succeeded", "ok")}
 
 
 def test_patient_cannot_write_to_a_disabled_or_delisted_professional(live) -> None:
