@@ -53,7 +53,7 @@ def tune_asyncio_tls(buffer_size: int = 4 * 1024) -> None:
     still used it: 280 KiB with 256 KiB, 40 KiB with 8 KiB, 36 KiB with 4 KiB.
 
     The IMAP and SMTP listeners no longer use ``SSLProtocol`` (``mailstore.imap.tls`` and
-    ``smtp_gateway.tls_transport``: ~21 and ~22 KiB per idle TLS connection); the web
+    ``smtp_gateway.tls_transport``: ~21 and ~20 KiB per idle TLS connection); the web
     server (uvicorn), the outbound SMTP client and the HTTPS clients still do.
     """
     from asyncio import sslproto

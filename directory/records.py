@@ -33,9 +33,8 @@ PRACTITIONER_FIELDS: dict[str, int] = {
 MAIN_ACTIVITY_FIRST = "ORDER BY active DESC, id"
 
 #: Fields of a practitioner's *main activity* (:data:`MAIN_ACTIVITY_FIRST`) an admin may
-#: override — profession,
-#: specialty, and the main site's town, postcode and département — and their column in the
-#: person record. They are kept in the practitioner's overrides.
+#: override — profession, specialty, and the main site's town, postcode and département —
+#: and their column in the person record. They are kept in the practitioner's overrides.
 ACTIVITY_FIELDS: dict[str, int] = {
     "profession": P.PROFESSION,
     "specialty_code": P.SPECIALTY,

@@ -10,8 +10,8 @@
   listeners and by :meth:`CaduceeSMTP.smtp_STARTTLS` otherwise, which keeps aiosmtpd's
   STARTTLS semantics: ``220`` in clear, plaintext pipelined after the command discarded, a
   fresh session once secure (RFC 3207 §4.2).
-* Idle connections are kept small (ARCHITECTURE.md §10: ~22 KiB with TLS, two thirds of it
-  OpenSSL's own state): per-listener tables instead of aiosmtpd's per-connection ones,
+* Idle connections are kept small (ARCHITECTURE.md §10: ~20 KiB with TLS, four fifths of
+  it OpenSSL's own state): per-listener tables instead of aiosmtpd's per-connection ones,
   slots instead of an instance dict.
 * Every reply gets its enhanced status code (RFC 2034) in one place, :meth:`push`.
 * Replies to pipelined commands are sent together (RFC 2920 §3.2: the server may buffer

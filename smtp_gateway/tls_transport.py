@@ -469,11 +469,12 @@ class TlsTransport(asyncio.Transport):
         alert OpenSSL has for the peer was written to the socket as it failed."""
         if self._lost:
             return
-        if isinstance(exc, ssl.SSLError):
-            log.info("SMTP TLS %s failure from %s: %s",
-                     "record" if self._secure else "handshake", self._peername, exc)
-            exc = None  # type: ignore[assignment]  # logged: not the protocol's concern
-        self._force_close(exc)
+        if not isinstance(exc, ssl.SSLError):
+            self._force_close(exc)
+            return
+        log.info("SMTP TLS %s failure from %s: %s",
+                 "record" if self._secure else "handshake", self._peername, exc)
+        self._force_close(None)  # logged: not the protocol's concern
 
     def _shutdown_timeout(self) -> None:
         self._timer = None
