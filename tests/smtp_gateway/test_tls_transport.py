@@ -29,6 +29,14 @@ from tests.support.net import async_wait_for
 DEADLINE = 10.0
 
 
+def client_tls(*, with_cert: bool = False) -> ssl.SSLContext:
+    """The test client's context, without the host name check: its connections name no
+    server (memory BIOs, or a socket wrapped without ``server_hostname``)."""
+    ctx = harness.client_tls(with_cert=with_cert)
+    ctx.check_hostname = False
+    return ctx
+
+
 def tcp_pair() -> tuple[socket.socket, socket.socket]:
     """Both ends of a loopback TCP connection (server, client), non-blocking."""
     with socket.create_server(("127.0.0.1", 0)) as listener:
@@ -91,8 +99,7 @@ class Wire:
         self.app = App()
         self.tls = transport(self.context, server, self.app, self._secure,
                              peername=server.getpeername(), handshake_timeout=handshake_timeout)
-        client_ctx = harness.client_tls(with_cert=client_cert)
-        client_ctx.check_hostname = False  # no server_hostname over memory BIOs
+        client_ctx = client_tls(with_cert=client_cert)
         self.c_in, self.c_out = ssl.MemoryBIO(), ssl.MemoryBIO()
         self.client = client_ctx.wrap_bio(self.c_in, self.c_out)
         self.alert: str | None = None  # the TLS alert the client received, if any
@@ -484,8 +491,7 @@ async def test_take_over_starts_tls_on_an_asyncio_connection() -> None:
     assert plain.is_closing()
     assert tls.get_extra_info("peername") == client_sock.getsockname()
     client_sock.settimeout(DEADLINE)
-    client_ctx = harness.client_tls()
-    client_ctx.check_hostname = False
+    client_ctx = client_tls()
 
     def client() -> bytes:
         assert client_sock.recv(100) == b"220 2.0.0 Ready to start TLS\r\n"
@@ -547,8 +553,7 @@ async def test_the_handshake_starts_from_the_event_loop_not_the_constructor() ->
     constructor must not start the handshake: ``on_secure`` would run before the caller
     holds the transport."""
     server, client = tcp_pair()
-    client_ctx = harness.client_tls()
-    client_ctx.check_hostname = False
+    client_ctx = client_tls()
     c_in, c_out = ssl.MemoryBIO(), ssl.MemoryBIO()
     tls_client = client_ctx.wrap_bio(c_in, c_out)
     with pytest.raises(ssl.SSLWantReadError):
