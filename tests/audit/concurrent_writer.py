@@ -44,9 +44,9 @@ def main(argv: list[str]) -> int:
     journal = Journal(load_journal_key(Path(key_file)), checkpoint_every=1000)
     engine = create_db_engine(url, pool_size=2)
     done = appends = 0
-    # The lock is session-level; this connection holds it across a burst's transactions.
+    # The lock is session-level: this connection holds it across a burst's transactions (a
+    # burst the end cuts short is released when the engine closes its connections).
     with engine.connect() as lock_conn:
-        lock_conn.commit()
         burst_left = 0
         while done < total:
             if sizes is not None and burst_left == 0 and appends % BURST_EVERY == BURST_EVERY - 1:
@@ -68,10 +68,9 @@ def main(argv: list[str]) -> int:
             appends += 1
             if burst_left:
                 burst_left -= 1
-                if burst_left == 0 or done >= total:
+                if not burst_left:
                     lock_conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LOCK_KEY})
                     lock_conn.commit()
-                    burst_left = 0
     engine.dispose()
     print(json.dumps({"hot": journal.cas_hits, "moved": journal.cas_misses,
                       "slow": journal.slow_appends}))
