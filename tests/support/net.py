@@ -3,15 +3,50 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import random
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+
+def _ephemeral_low() -> int:
+    """Where the kernel's ephemeral ports (its outgoing connections' source ports) begin."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+#: Test ports come from below the ephemeral range: the kernel never gives these to an
+#: outgoing connection, so a server killed and restarted on its port finds it free (a port
+#: from ``bind(0)`` can meanwhile be a PostgreSQL client's source port: EADDRINUSE).
+_HIGH = _ephemeral_low()
+_LOW = max(1024, _HIGH - 12288)
+_given: set[int] = set()
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port no one listens on, outside the ephemeral range, never given twice by this
+    process; each pytest-xdist worker draws from its own slice of the range."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:]
+    count = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    span = (_HIGH - _LOW) // count
+    low = _LOW + (int(worker) % count if worker.isdigit() else 0) * span
+    start = random.randrange(span)
+    for i in range(span):
+        port = low + (start + i) % span
+        if port in _given:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _given.add(port)
+        return port
+    raise RuntimeError(f"no free port in {low}..{low + span - 1}")
 
 
 def wait_for(cond: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> object:
