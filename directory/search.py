@@ -29,11 +29,14 @@ from directory import normalise as nz
 from directory import records
 from directory.idchecks import national_id_of
 from directory.professions import PROFESSIONS
-from directory.tables import DOC_MAILBOX, DOC_PRACTITIONER, FTS_TABLE
+from directory.tables import DOC_MAILBOX, DOC_PRACTITIONER, FTS_TABLE, FTS_VOCAB
 
 MAX_PER_PAGE = 100
 #: The shortest word searched as a prefix (FTS5 keeps a prefix index of this length).
 MIN_PREFIX = 3
+#: On SQLite, a longer prefix is searched as the tokens it stands for when the index holds
+#: at most this many of them (:func:`expand_prefixes`).
+MAX_PREFIX_TOKENS = 512
 #: Name words used at most (the rest of a long query is ignored).
 MAX_VARIANT_WORDS = 6
 MAX_WORDS = 12
@@ -217,6 +220,55 @@ def to_tsquery(e: Expr) -> str:
     return "(" + sep.join(to_tsquery(i) for i in e.items) + ")"
 
 
+# -- prefixes on SQLite -------------------------------------------------------------------
+
+_PREFIX_TOKENS = text(
+    f"SELECT term FROM {FTS_VOCAB} WHERE term >= :lo AND term < :hi ORDER BY term LIMIT :lim"
+)
+#: Sorts after every token character (tokens are ``[a-z0-9]+``).
+_AFTER_TOKENS = "~"
+
+
+def expand_prefixes(conn: Connection, e: Expr) -> Expr:
+    """Replace each prefix longer than :data:`MIN_PREFIX` by the tokens of the index it
+    stands for (SQLite), when there are at most :data:`MAX_PREFIX_TOKENS` of them.
+
+    The query matches the same documents. It is faster because FTS5 answers a prefix that
+    has no prefix index of its length by merging the lists of every matching token into one,
+    in memory, before returning a first row: a page of «marie*» read every match of the
+    national directory (30 ms). A disjunction of tokens is read lazily, in rowid order, and
+    stops at the page (under 1 ms for 120 tokens, 3 ms for 450), and listing the tokens from
+    the index's vocabulary (``fts5vocab``) costs 1 to 5 ms. Prefixes of :data:`MIN_PREFIX`
+    letters already have a prefix index, and those standing for more tokens stay prefix
+    queries.
+    """
+    found: dict[str, Expr] = {}  # a prefix is often in several spelling variants
+
+    def expand(e: Expr) -> Expr:
+        if isinstance(e, Term):
+            if not e.prefix or len(e.token) <= MIN_PREFIX:
+                return e
+            if e.token not in found:
+                found[e.token] = _tokens_of(conn, e)
+            return found[e.token]
+        items = tuple(expand(i) for i in e.items)
+        return All(items) if isinstance(e, All) else Any_(items)
+
+    return expand(e)
+
+
+def _tokens_of(conn: Connection, prefix: Term) -> Expr:
+    tokens = [str(t) for (t,) in conn.execute(
+        _PREFIX_TOKENS,
+        {"lo": prefix.token, "hi": prefix.token + _AFTER_TOKENS, "lim": MAX_PREFIX_TOKENS + 1},
+    )]
+    if len(tokens) > MAX_PREFIX_TOKENS:
+        return prefix
+    if len(tokens) <= 1:  # no token: the exact word, absent too, matches nothing
+        return Term(tokens[0] if tokens else prefix.token, False)
+    return Any_(tuple(Term(t, False) for t in tokens))
+
+
 # -- running it ---------------------------------------------------------------------------
 
 
@@ -275,7 +327,8 @@ def search(conn: Connection, q: Query) -> Page:
     expr = build(q)
     limit, offset = q.per_page + 1, (q.page - 1) * q.per_page
     if conn.dialect.name == "sqlite":
-        rendered = to_fts5(expr)
+        # (one read transaction: the tokens listed are those of the index searched)
+        rendered = to_fts5(expand_prefixes(conn, expr))
         rows = conn.execute(
             text(f"""
                 SELECT d.kind, d.ref_id FROM directory_doc d

@@ -148,3 +148,5 @@ import_log = Table(
 #: The SQLite full-text table (external content over ``directory_doc``): created by the
 #: migration, not part of the metadata.
 FTS_TABLE = "directory_fts"
+#: Its vocabulary (an ``fts5vocab`` table: one row per token in the index).
+FTS_VOCAB = "directory_fts_vocab"

@@ -3,10 +3,11 @@ backends."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from caducee.dbschema import upgrade
 from directory import admin, search
@@ -104,6 +105,59 @@ def test_prefix_first_name_and_order(directory: Engine) -> None:
     assert names(directory, text="claire martin") == ["Docteur Claire MARTIN"]
     assert names(directory, text="jean pierre") == ["Docteur Jean-Pierre Le-Fèvre"]
     assert names(directory, text="lef") == ["Docteur Marc LEFEBVRE", *LEFEVRES]
+
+
+PREFIX_QUERIES = [
+    {"text": "lefe"}, {"text": "lefev"}, {"text": "le fev"}, {"text": "zoé mart"},
+    {"text": "durand prén"}, {"text": "mart", "postcode": "750"}, {"address": "claire.mar"},
+    {"address": "paul.lefevre@demo"}, {"text": "lefevreb"}, {"text": "jean pierre le fe"},
+]
+
+
+def test_prefixes_expanded_into_tokens_find_the_same(
+    directory: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite a prefix is searched as the tokens it stands for: the same results as
+    FTS5's own prefix query (with no expansion allowed, every prefix stays one)."""
+    with directory.connect() as conn:
+        expanded = [search.search(conn, Query(**q)) for q in PREFIX_QUERIES]  # type: ignore[arg-type]
+        monkeypatch.setattr(search, "MAX_PREFIX_TOKENS", 0)
+        plain = [search.search(conn, Query(**q)) for q in PREFIX_QUERIES]  # type: ignore[arg-type]
+    assert [p.hits for p in expanded] == [p.hits for p in plain]
+    assert any(p.hits for p in expanded) and not expanded[8].hits
+    if directory.dialect.name == "sqlite":
+        # only three-letter prefixes stay FTS5 prefixes (a prefix index serves them)
+        assert re.findall(r'"(\w+)"\*', "".join(p.expression for p in expanded)) == ["fev"]
+        # (a prefix of no token becomes the word itself, absent too, whatever the limit)
+        assert all("*" in p.expression for p in plain[:8] + plain[9:])
+        assert '"lefevre" OR' in expanded[0].expression or '"lefevre")' in expanded[0].expression
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # prefixes are expanded on SQLite only
+def test_prefix_expansion_limits(directory: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    with directory.connect() as conn:
+        def rendered(text: str) -> str:
+            return search.to_fts5(search.expand_prefixes(conn, search.build(Query(text=text))))
+
+        assert rendered(text="martin") == '("martin" OR "martinez")'
+        assert rendered(text="mar") == '"mar"*'  # a prefix index serves three letters
+        assert rendered(text="lefevreb") == '"lefevreb"'  # no token: matches nothing
+        assert rendered(text="martine") == '"martinez"'
+        # a prefix repeated in spelling variants is looked up once
+        calls: list[str] = []
+        real = search._tokens_of
+
+        def counting(c: Connection, t: search.Term) -> search.Expr:
+            calls.append(t.token)
+            return real(c, t)
+
+        monkeypatch.setattr(search, "_tokens_of", counting)
+        assert rendered(text="jean pierre lefev") == (
+            '(("jean" AND "pierre" AND "lefevre") OR ("jeanpierre" AND "lefevre") '
+            'OR ("jean" AND "pierrelefev") OR "jeanpierrelefev")')
+        assert sorted(calls) == ["jeanpierrelefev", "lefev", "pierrelefev"]
+        monkeypatch.setattr(search, "MAX_PREFIX_TOKENS", 1)
+        assert rendered(text="martin") == '"martin"*'  # too many tokens: FTS5's prefix
 
 
 def test_filters_combine(directory: Engine) -> None:
