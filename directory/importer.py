@@ -17,6 +17,10 @@ Phases, on a connection of the import's own:
    audit journal entry. A crash or ``kill -9`` at any point before the commit leaves the
    previous directory exactly as it was.
 
+A large first import on SQLite (an empty directory) has its search documents and full-text
+index built from the staged rows by a helper process while the merge runs, then copied in
+the same transaction (:mod:`directory.fresh_index`): the same index, on both cores.
+
 SQLite stays in WAL mode with ``synchronous=FULL``: in WAL mode only the commit syncs, so a
 large transaction costs one fsync; relaxing it would gain nothing and lose durability. The
 import connection gets a large page cache, and its temporary tables go to a file (not RAM)
@@ -29,6 +33,7 @@ the next import removes the ones killed imports left behind.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -38,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, insert, text, update
 
-from directory import merge, search_index, staging
+from directory import fresh_index, merge, search_index, staging
 from directory.formats import FileKind
 from directory.issues import ImportRefused, Issue, Severity
 from directory.reader import Source, SourceError, sources
@@ -54,6 +59,8 @@ SQLITE_CACHE_KIB = 64 * 1024
 SQLITE_TEMP_CACHE_KIB = 16 * 1024
 #: PostgreSQL advisory lock key serialising imports ("DIR" in ASCII).
 PG_IMPORT_LOCK = 0x444952
+
+log_ = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -129,6 +136,10 @@ class ImportOptions:
     min_chunk: int | None = None
     #: Where staging files go (default: beside the SQLite database, else the temp dir).
     workdir: Path | None = None
+    #: On SQLite, build a first import's search index beside the merge
+    #: (:mod:`directory.fresh_index`), or rebuild it after the merge (False); None: beside
+    #: the merge when the extracts weigh :data:`fresh_index.MIN_BYTES` or more.
+    fresh_index: bool | None = None
 
 
 def _sqlite_tune(conn: Connection) -> None:
@@ -177,6 +188,7 @@ def import_files(engine: Engine, paths: Iterable[Path], options: ImportOptions) 
     )
     files: list[FileReport] = []
     conn: Connection | None = None
+    helper: fresh_index.Helper | None = None
     try:
         t0 = time.perf_counter()
         try:
@@ -218,13 +230,23 @@ def import_files(engine: Engine, paths: Iterable[Path], options: ImportOptions) 
                 _journal_refused(engine, options)
                 raise
             staging.delete_rows(conn, staged, FileKind.MAILBOX, [d[0] for d in dups])
+        big = sum(src.size for src in all_sources) >= fresh_index.MIN_BYTES
+        if sqlite and (big if options.fresh_index is None else options.fresh_index):
+            with conn.begin():
+                first = fresh_index.directory_empty(conn)
+            if first:  # its search index is built from the staged rows, beside the merge
+                helper = fresh_index.start(workdir, staged)
+                fresh_index.attach(conn, helper)
         timings["prepare"] = time.perf_counter() - tp
 
         t1 = time.perf_counter()
         if progress:
             progress(Progress("merge"))
-        if sqlite:
+        if sqlite and helper is None:
             conn.execution_options(sqlite_immediate=True)
+        # (with a helper: a deferred BEGIN, whose first statement below takes the write lock
+        # of the directory, and a read lock on the helper's file only when it is read: BEGIN
+        # IMMEDIATE would lock every attached file, the helper's included, while it writes)
         with conn.begin():
             if not sqlite:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_IMPORT_LOCK})
@@ -236,6 +258,9 @@ def import_files(engine: Engine, paths: Iterable[Path], options: ImportOptions) 
             ).inserted_primary_key
             assert key is not None
             imp = int(key[0])
+            if helper is not None and not fresh_index.directory_empty(conn):
+                helper.close()  # written to meanwhile: no longer a first import
+                helper = None
             result = merge.MergeResult()
             search_index.begin_marking(conn)
             if FileKind.PERSON in staged.kinds:
@@ -246,12 +271,17 @@ def import_files(engine: Engine, paths: Iterable[Path], options: ImportOptions) 
             t2 = time.perf_counter()
             if progress:
                 progress(Progress("index"))
-            changed = sum(c.added + c.changed + c.deactivated
-                          for c in (result.practitioners, result.mailboxes))
-            result.index = search_index.refresh_after_import(conn, imp, changed)
-            result.documents = int(
-                conn.execute(text("SELECT count(*) FROM directory_doc")).scalar_one()
-            )
+            documents = _fresh_index(conn, helper)
+            if documents is not None:
+                result.documents = documents
+                result.index = "full"
+            else:
+                changed = sum(c.added + c.changed + c.deactivated
+                              for c in (result.practitioners, result.mailboxes))
+                result.index = search_index.refresh_after_import(conn, imp, changed)
+                result.documents = int(
+                    conn.execute(text("SELECT count(*) FROM directory_doc")).scalar_one()
+                )
             timings["index"] = time.perf_counter() - t2
             extra: dict[str, Any] = {
                 "lines": sum(f.lines for f in files), "errors": log.errors,
@@ -286,11 +316,26 @@ def import_files(engine: Engine, paths: Iterable[Path], options: ImportOptions) 
         return res
     finally:
         log.close()
+        if helper is not None:
+            helper.close()
         if conn is not None:
             # The connection carries tuned pragmas, attachments and temporary tables.
             conn.invalidate()
             conn.close()
         work.close()
+
+
+def _fresh_index(conn: Connection, helper: fresh_index.Helper | None) -> int | None:
+    """Install the first import's index built beside the merge; None: rebuild it here."""
+    if helper is None:
+        return None
+    try:
+        helper.documents()
+    except Exception:  # nothing copied yet: the rebuild gives the same index, only later
+        log_.warning("building the search index beside the merge failed; rebuilding it",
+                     exc_info=True)
+        return None
+    return fresh_index.install(conn, helper)
 
 
 def _file_reports(all_sources: list[Source], staged: staging.Staged) -> list[FileReport]:

@@ -84,6 +84,8 @@ def _exists(conn: Connection, sql: str, params: dict[str, Any] | None = None) ->
 
 
 KEYS = "directory_stage_keys"
+#: SQLite: the practitioners whose record is staged more than once, and the first one's seq.
+REPEATED = "directory_stage_repeated"
 ADDRESSES = "directory_stage_addresses"
 BOX_CHANGES = "directory_stage_mailbox_changes"
 
@@ -131,6 +133,17 @@ def prepare(conn: Connection, kinds: set[FileKind]) -> list[tuple[int, str, int]
                 )]
             if conn.dialect.name == "postgresql":
                 conn.exec_driver_sql(f"ANALYZE {ADDRESSES}")
+        if FileKind.PERSON in kinds and conn.dialect.name == "sqlite":
+            # a practitioner listed in two separate runs of lines (an unsorted file): only
+            # its first record is merged (PostgreSQL's DISTINCT ON, below)
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {REPEATED}")
+            conn.exec_driver_sql(
+                f"CREATE TEMP TABLE {REPEATED} (pid INTEGER PRIMARY KEY, seq INTEGER NOT NULL)"
+            )
+            conn.exec_driver_sql(
+                f"INSERT INTO {REPEATED} (pid, seq) SELECT pid, min(seq) FROM {staging.PERSON} "
+                "WHERE person_raw IS NOT NULL GROUP BY pid HAVING count(*) > 1"
+            )
         if FileKind.PERSON in kinds and _exists(conn, "SELECT 1 FROM practitioner"):
             _stage_keys(conn)
     return repeated
@@ -166,9 +179,13 @@ def merge_practitioners(conn: Connection, imp: int, now: datetime, result: Merge
     had_rows = _exists(conn, "SELECT 1 FROM practitioner")
     stage = staging.PERSON
     # A practitioner listed in two separate runs of lines is staged twice: the first
-    # occurrence wins (PostgreSQL must not update a row twice in one statement; SQLite skips
-    # rows this import already wrote, see the WHERE clause below).
+    # occurrence wins, on every import (PostgreSQL must not update a row twice in one
+    # statement anyway). Had the first record been left out only when equal to the stored
+    # one, a later, different one would win every second import of the same file.
     source = f"SELECT * FROM {stage} WHERE person_raw IS NOT NULL"
+    if conn.dialect.name == "sqlite" and _exists(conn, f"SELECT 1 FROM {REPEATED}"):
+        source += (f" AND NOT EXISTS (SELECT 1 FROM {REPEATED} r WHERE r.pid = {stage}.pid "
+                   f"AND r.seq <> {stage}.seq)")
     if conn.dialect.name == "postgresql":
         source = (f"SELECT DISTINCT ON (pid) * FROM {stage} WHERE person_raw IS NOT NULL "
                   "ORDER BY pid, seq")

@@ -116,7 +116,7 @@ def rebuild(conn: Connection) -> int:
         conn.exec_driver_sql(
             "CREATE UNIQUE INDEX uq_directory_doc_ref ON directory_doc (kind, ref_id)"
         )
-        _fts_rebuild(conn)
+        fts_rebuild(conn)
     return int(conn.execute(text("SELECT count(*) FROM directory_doc")).scalar_one())
 
 
@@ -129,7 +129,7 @@ def _fts_command(conn: Connection, command: str, value: int | None = None) -> No
         )
 
 
-def _fts_rebuild(conn: Connection) -> None:
+def fts_rebuild(conn: Connection) -> None:
     """Index every document, then merge the index into one segment (SQLite FTS5).
 
     FTS5 writes its pending terms as a new segment every megabyte or so and, by default,

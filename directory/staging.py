@@ -22,6 +22,7 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import os
+import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -293,19 +294,8 @@ def expose(conn: Connection, staged: Staged) -> None:
     if conn.dialect.name == "sqlite":
         raw = conn.connection.driver_connection
         assert raw is not None
-        for job in staged.jobs:
-            raw.execute(f"ATTACH DATABASE ? AS dir_stage_{job.index}", (str(job.db_path),))
-        for name, table, group in ((PERSON, sw.PERSON_TABLE, person),
-                                   (MAILBOX, sw.MAILBOX_TABLE, mailbox)):
-            raw.execute(f"DROP VIEW IF EXISTS temp.{name}")
-            if group:
-                union = " UNION ALL ".join(
-                    f"SELECT * FROM dir_stage_{j.index}.{table}" for j in group
-                )
-                raw.execute(f"CREATE TEMP VIEW {name} AS {union}")
+        attach_views(raw, staged.jobs)
         return
-    import sqlite3
-
     with conn.begin():
         for name, table, cols, group, kind in (
             (PERSON, sw.PERSON_TABLE, sw.PERSON_COLS, person, FileKind.PERSON),
@@ -337,6 +327,25 @@ def expose(conn: Connection, staged: Staged) -> None:
                 finally:
                     src.close()
             conn.exec_driver_sql(f"ANALYZE {name}")
+
+
+def attach_views(raw: sqlite3.Connection, jobs: list[sw.Job], *, empty: bool = False) -> None:
+    """On a SQLite connection: attach the jobs' staging files and create the temporary views
+    ``directory_stage_person`` / ``_mailbox`` over them (no view for a kind no job holds,
+    unless ``empty``: then an empty one)."""
+    for job in jobs:
+        raw.execute(f"ATTACH DATABASE ? AS dir_stage_{job.index}", (str(job.db_path),))
+    for name, table, kind in ((PERSON, sw.PERSON_TABLE, FileKind.PERSON),
+                              (MAILBOX, sw.MAILBOX_TABLE, FileKind.MAILBOX)):
+        group = [j for j in jobs if j.header.kind is kind]
+        raw.execute(f"DROP VIEW IF EXISTS temp.{name}")
+        if group:
+            union = " UNION ALL ".join(f"SELECT * FROM dir_stage_{j.index}.{table}" for j in group)
+            raw.execute(f"CREATE TEMP VIEW {name} AS {union}")
+        elif empty:
+            cols = sw.PERSON_COLS if kind is FileKind.PERSON else sw.MAILBOX_COLS
+            raw.execute(f"CREATE TEMP VIEW {name} AS SELECT "
+                        + ", ".join(f"NULL AS {c}" for c in cols) + " WHERE false")
 
 
 def delete_rows(conn: Connection, staged: Staged, kind: FileKind, seqs: list[int]) -> None:

@@ -268,3 +268,12 @@ def test_unsorted_file_keeps_the_first_occurrence(engine: Engine, tmp_path: Path
     with engine.connect() as conn:
         raw = conn.execute(text("SELECT raw FROM practitioner WHERE id = 815000000016")).scalar()
     assert str(raw).split("|")[8] == "Hélène"
+    # and so on every import of the same file: nothing changes (the second record, unlike
+    # the stored one, once won every second import)
+    for _ in range(2):
+        again = run_import(engine, path, now=LATER)
+        assert again.merge.practitioners.changed == 0 and again.merge.index == "none"
+        with engine.connect() as conn:
+            raw = conn.execute(
+                text("SELECT raw FROM practitioner WHERE id = 815000000016")).scalar()
+        assert str(raw).split("|")[8] == "Hélène"
