@@ -112,6 +112,7 @@ def prepare(conn: Connection, kinds: set[FileKind]) -> list[tuple[int, str, int]
     big, rowid = _key_table(conn)
     repeated: list[tuple[int, str, int]] = []
     conn.info.pop(KEYS, None)
+    conn.info.pop(REPEATED, None)
     with conn.begin():
         if FileKind.MAILBOX in kinds:
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS {ADDRESSES}")
@@ -133,20 +134,27 @@ def prepare(conn: Connection, kinds: set[FileKind]) -> list[tuple[int, str, int]
                 )]
             if conn.dialect.name == "postgresql":
                 conn.exec_driver_sql(f"ANALYZE {ADDRESSES}")
-        if FileKind.PERSON in kinds and conn.dialect.name == "sqlite":
-            # a practitioner listed in two separate runs of lines (an unsorted file): only
-            # its first record is merged (PostgreSQL's DISTINCT ON, below)
-            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {REPEATED}")
-            conn.exec_driver_sql(
-                f"CREATE TEMP TABLE {REPEATED} (pid INTEGER PRIMARY KEY, seq INTEGER NOT NULL)"
-            )
-            conn.exec_driver_sql(
-                f"INSERT INTO {REPEATED} (pid, seq) SELECT pid, min(seq) FROM {staging.PERSON} "
-                "WHERE person_raw IS NOT NULL GROUP BY pid HAVING count(*) > 1"
-            )
         if FileKind.PERSON in kinds and _exists(conn, "SELECT 1 FROM practitioner"):
             _stage_keys(conn)
+            if conn.dialect.name == "sqlite":
+                _stage_repeated(conn)
     return repeated
+
+
+def _stage_repeated(conn: Connection) -> None:
+    """SQLite, when the directory holds practitioners: :data:`REPEATED`, the practitioners
+    listed in two separate runs of lines (an unsorted file), whose first record only is
+    merged (PostgreSQL: DISTINCT ON). Into an empty directory the first record wins anyway:
+    the later ones meet a row this import wrote (see :func:`merge_practitioners`)."""
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {REPEATED}")
+    conn.exec_driver_sql(
+        f"CREATE TEMP TABLE {REPEATED} (pid INTEGER PRIMARY KEY, seq INTEGER NOT NULL)"
+    )
+    conn.exec_driver_sql(
+        f"INSERT INTO {REPEATED} (pid, seq) SELECT pid, min(seq) FROM {staging.PERSON} "
+        "WHERE person_raw IS NOT NULL GROUP BY pid HAVING count(*) > 1"
+    )
+    conn.info[REPEATED] = True
 
 
 def _stage_keys(conn: Connection) -> None:
@@ -183,7 +191,9 @@ def merge_practitioners(conn: Connection, imp: int, now: datetime, result: Merge
     # statement anyway). Had the first record been left out only when equal to the stored
     # one, a later, different one would win every second import of the same file.
     source = f"SELECT * FROM {stage} WHERE person_raw IS NOT NULL"
-    if conn.dialect.name == "sqlite" and _exists(conn, f"SELECT 1 FROM {REPEATED}"):
+    if had_rows and conn.dialect.name == "sqlite" and not conn.info.get(REPEATED):
+        _stage_repeated(conn)  # (built beforehand, unless the directory was empty then)
+    if conn.info.get(REPEATED) and _exists(conn, f"SELECT 1 FROM {REPEATED}"):
         source += (f" AND NOT EXISTS (SELECT 1 FROM {REPEATED} r WHERE r.pid = {stage}.pid "
                    f"AND r.seq <> {stage}.seq)")
     if conn.dialect.name == "postgresql":

@@ -71,3 +71,37 @@ def test_kill_mid_import(
     res = run_import(engine, later, demo_extract.mailbox)
     assert res.merge.practitioners.deactivated > 0
     assert dump(engine) != before
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # the index is built beside the merge there
+def test_kill_a_first_import_building_its_index_beside_the_merge(
+    engine: Engine, db_url: str, demo_extract: Extract, tmp_path: Path
+) -> None:
+    """Killed while its helper builds the search index: nothing imported, and the helper
+    dies with it (it would otherwise hold the staging files and a core)."""
+    import psutil
+
+    before = dump(engine)
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.directory.killed_import", db_url, "index:fresh",
+         str(work), str(demo_extract.person), str(demo_extract.mailbox)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        _wait_for_mark(proc)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert children  # the helper
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        _, alive = psutil.wait_procs(children, timeout=30)
+        assert alive == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert dump(engine) == before
+    assert all(not rows for rows in before.values())
+    run_import(engine, demo_extract.person, demo_extract.mailbox, workdir=work)
+    assert list(work.iterdir()) == []
+    assert dump(engine) != before
