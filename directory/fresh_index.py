@@ -8,11 +8,12 @@ core: at national size they are most of the import's time after parsing.
 
 For such an import on SQLite the documents are computed from the *staged* extract instead:
 in an empty directory every staged line becomes an active row, so the staged rows say
-exactly what the merged tables will hold. A helper process (:func:`build`) computes the
-documents and builds their full-text index into a throw-away SQLite file of the import's
-working directory, while the importing process merges on the other core. The import then
-copies the documents and the index's shadow tables into the directory, inside its one
-transaction (:func:`install`).
+exactly what the merged tables will hold. A helper process (:class:`Helper`) computes the
+documents (:func:`build_documents`), then builds their full-text index
+(:func:`build_index`), each into a throw-away SQLite file of the import's working
+directory, while the importing process merges on the other core. The import then copies
+the documents (while the index is still being built) and the index's shadow tables into
+the directory, inside its one transaction (:func:`install`).
 
 The documents are those :func:`directory.search_index.rebuild` would write, byte for byte
 and in the same positions (the tests compare both): the same statements' expressions over

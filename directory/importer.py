@@ -60,7 +60,7 @@ SQLITE_TEMP_CACHE_KIB = 16 * 1024
 #: PostgreSQL advisory lock key serialising imports ("DIR" in ASCII).
 PG_IMPORT_LOCK = 0x444952
 
-log_ = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -332,7 +332,7 @@ def _fresh_index(conn: Connection, helper: fresh_index.Helper | None) -> int | N
     try:
         helper.documents()
     except Exception:  # nothing copied yet: the rebuild gives the same index, only later
-        log_.warning("building the search index beside the merge failed; rebuilding it",
+        logger.warning("building the search index beside the merge failed; rebuilding it",
                      exc_info=True)
         return None
     return fresh_index.install(conn, helper)
