@@ -40,9 +40,9 @@ from pathlib import Path
 
 from sqlalchemy import Connection
 
-from directory import search_index, staging
+from directory import search_index as si
 from directory import stage_worker as sw
-from directory.search_index import FTS_BULK_CRISISMERGE, GAP, SORT_SEPARATOR
+from directory import staging
 from directory.tables import DOC_MAILBOX, DOC_PRACTITIONER, FTS_TABLE
 
 #: The directory's full-text table, contentless (migration ``directory_0001``: the same
@@ -111,21 +111,21 @@ def build_documents(path: Path, jobs: list[sw.Job]) -> int:
                    d.kind, d.ref_id, d.address, d.sort_key, d.terms
             FROM (
                 SELECT '{DOC_PRACTITIONER}' AS kind, p.pid AS ref_id, NULL AS address,
-                       p.name_terms || :sep || p.national_id AS sort_key,
-                       ltrim(p.name_terms || ' 5n' || p.national_id || ' 5n'
-                             || substr(p.national_id, 2) || coalesce(' ' || a.t, '')
-                             || coalesce(' ' || b.t, '')) AS terms
+                       {si.practitioner_sort_key('p.name_terms', 'p.national_id')} AS sort_key,
+                       {si.practitioner_terms('p.name_terms', 'p.national_id', 'a.t', 'b.t')}
+                         AS terms
                 FROM people p LEFT JOIN act_terms a ON a.pid = p.pid
                      LEFT JOIN box_terms b ON b.pid = p.pid
                 UNION ALL
-                SELECT '{DOC_MAILBOX}', NULL, m.address, m.name_terms || :sep || m.address,
-                       ltrim(m.name_terms || ' ' || m.terms)
+                SELECT '{DOC_MAILBOX}', NULL, m.address,
+                       {si.mailbox_sort_key('m.name_terms', 'm.address')},
+                       {si.mailbox_terms('m.name_terms', 'm.terms')}
                 FROM {staging.MAILBOX} m
                 WHERE NOT (m.mailbox_type = 'PER' AND m.pid IS NOT NULL
                            AND EXISTS (SELECT 1 FROM people p2 WHERE p2.pid = m.pid))
             ) d
             """,
-            {"gap": GAP, "sep": SORT_SEPARATOR},
+            {"gap": si.GAP, "sep": si.SORT_SEPARATOR},
         )
         count = int(db.execute("SELECT count(*) FROM docs").fetchone()[0])
         db.execute("COMMIT")
@@ -142,12 +142,8 @@ def build_index(path: Path, documents: Path) -> None:
         db.execute(f"ATTACH DATABASE ? AS {DOCS}", (str(documents),))
         db.execute("BEGIN")
         db.execute(_FTS_DEFINITION)
-        db.execute(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rank) VALUES ('automerge', 0)")
-        db.execute(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rank) "
-                   f"VALUES ('crisismerge', {FTS_BULK_CRISISMERGE})")
-        db.execute(f"INSERT INTO {FTS_TABLE}(rowid, terms) SELECT pos, terms FROM {DOCS}.docs "
-                   "ORDER BY pos")
-        db.execute(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES ('optimize')")
+        si.fts_bulk_load(db.execute, f"INSERT INTO {FTS_TABLE}(rowid, terms) "
+                                     f"SELECT pos, terms FROM {DOCS}.docs ORDER BY pos")
         db.execute("COMMIT")
     finally:
         db.close()
@@ -203,17 +199,25 @@ def attach(conn: Connection, helper: Helper) -> None:
     raw.execute(f"ATTACH DATABASE ? AS {INDEX}", (str(helper.index_path),))
 
 
-def install(conn: Connection, helper: Helper) -> int:
+def install(conn: Connection, helper: Helper) -> int | None:
     """Copy the documents, then their index, into the (empty) directory, in the import's
-    transaction, after the merge; return the number of documents. Raises what the helper
-    raised (then nothing was written, if it failed on the documents).
+    transaction, after the merge; return the number of documents.
+
+    Should the helper have failed on the documents, nothing is written and None is
+    returned: the import rebuilds them after the merge, as it does without a helper.
+    Should it fail on the index, the documents copied are indexed here instead. Either way
+    a warning says why.
 
     Nothing here goes through the FTS5 table itself: its shadow tables are replaced whole
-    (the directory had no document, so the index it replaces is empty). Should the helper
-    fail on the index, the documents copied are indexed here instead.
+    (the directory had no document, so the index it replaces is empty).
     """
-    count = helper.documents()
-    conn.exec_driver_sql("DROP INDEX uq_directory_doc_ref")  # built afterwards, as rebuild
+    try:
+        count = helper.documents()
+    except Exception:  # nothing copied yet: the rebuild gives the same index, only later
+        log.warning("building the search index beside the merge failed; rebuilding it",
+                    exc_info=True)
+        return None
+    conn.exec_driver_sql(f"DROP INDEX {si.REF_INDEX}")  # built afterwards, as a rebuild does
     conn.exec_driver_sql(f"""
         INSERT INTO directory_doc (pos, kind, ref_id, sort_key, terms)
         SELECT d.pos, d.kind,
@@ -223,15 +227,13 @@ def install(conn: Connection, helper: Helper) -> int:
                d.sort_key, d.terms
         FROM {DOCS}.docs d ORDER BY d.pos
     """)
-    conn.exec_driver_sql(
-        "CREATE UNIQUE INDEX uq_directory_doc_ref ON directory_doc (kind, ref_id)"
-    )
+    conn.exec_driver_sql(si.CREATE_REF_INDEX)
     try:
         helper.index()
     except Exception:  # the documents are in place: index them here, as a rebuild does
         log.warning("indexing the documents beside the merge failed; indexing them here",
                     exc_info=True)
-        search_index.fts_rebuild(conn)
+        si.fts_rebuild(conn)
         return count
     for table, cols in ((f"{FTS_TABLE}_data", "id, block"),
                         (f"{FTS_TABLE}_idx", "segid, term, pgno")):

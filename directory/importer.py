@@ -33,7 +33,6 @@ the next import removes the ones killed imports left behind.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -59,8 +58,6 @@ SQLITE_CACHE_KIB = 64 * 1024
 SQLITE_TEMP_CACHE_KIB = 16 * 1024
 #: PostgreSQL advisory lock key serialising imports ("DIR" in ASCII).
 PG_IMPORT_LOCK = 0x444952
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -271,7 +268,7 @@ def import_files(engine: Engine, paths: Iterable[Path], options: ImportOptions) 
             t2 = time.perf_counter()
             if progress:
                 progress(Progress("index"))
-            documents = _fresh_index(conn, helper)
+            documents = fresh_index.install(conn, helper) if helper is not None else None
             if documents is not None:
                 result.documents = documents
                 result.index = "full"
@@ -323,19 +320,6 @@ def import_files(engine: Engine, paths: Iterable[Path], options: ImportOptions) 
             conn.invalidate()
             conn.close()
         work.close()
-
-
-def _fresh_index(conn: Connection, helper: fresh_index.Helper | None) -> int | None:
-    """Install the first import's index built beside the merge; None: rebuild it here."""
-    if helper is None:
-        return None
-    try:
-        helper.documents()
-    except Exception:  # nothing copied yet: the rebuild gives the same index, only later
-        logger.warning("building the search index beside the merge failed; rebuilding it",
-                     exc_info=True)
-        return None
-    return fresh_index.install(conn, helper)
 
 
 def _file_reports(all_sources: list[Source], staged: staging.Staged) -> list[FileReport]:

@@ -136,8 +136,7 @@ def prepare(conn: Connection, kinds: set[FileKind]) -> list[tuple[int, str, int]
                 conn.exec_driver_sql(f"ANALYZE {ADDRESSES}")
         if FileKind.PERSON in kinds and _exists(conn, "SELECT 1 FROM practitioner"):
             _stage_keys(conn)
-            if conn.dialect.name == "sqlite":
-                _stage_repeated(conn)
+            _stage_repeated(conn)
     return repeated
 
 
@@ -145,7 +144,10 @@ def _stage_repeated(conn: Connection) -> None:
     """SQLite, when the directory holds practitioners: :data:`REPEATED`, the practitioners
     listed in two separate runs of lines (an unsorted file), whose first record only is
     merged (PostgreSQL: DISTINCT ON). Into an empty directory the first record wins anyway:
-    the later ones meet a row this import wrote (see :func:`merge_practitioners`)."""
+    the later ones meet a row this import wrote (see :func:`merge_practitioners`). Once per
+    connection, as :func:`_stage_keys`."""
+    if conn.dialect.name != "sqlite" or conn.info.get(REPEATED):
+        return
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {REPEATED}")
     conn.exec_driver_sql(
         f"CREATE TEMP TABLE {REPEATED} (pid INTEGER PRIMARY KEY, seq INTEGER NOT NULL)"
@@ -191,7 +193,7 @@ def merge_practitioners(conn: Connection, imp: int, now: datetime, result: Merge
     # statement anyway). Had the first record been left out only when equal to the stored
     # one, a later, different one would win every second import of the same file.
     source = f"SELECT * FROM {stage} WHERE person_raw IS NOT NULL"
-    if had_rows and conn.dialect.name == "sqlite" and not conn.info.get(REPEATED):
+    if had_rows:
         _stage_repeated(conn)  # (built beforehand, unless the directory was empty then)
     if conn.info.get(REPEATED) and _exists(conn, f"SELECT 1 FROM {REPEATED}"):
         source += (f" AND NOT EXISTS (SELECT 1 FROM {REPEATED} r WHERE r.pid = {stage}.pid "

@@ -21,7 +21,7 @@ order are identical.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from sqlalchemy import Connection, text
 
@@ -35,6 +35,10 @@ SORT_SEPARATOR = "\x01"
 FULL_REBUILD_SHARE = 0.2
 
 AFFECTED = "directory_doc_affected"
+#: The documents' (kind, ref_id) index (:data:`directory.tables.doc`): a full load drops it
+#: and builds it afterwards, rather than fill it in random order.
+REF_INDEX = "uq_directory_doc_ref"
+CREATE_REF_INDEX = f"CREATE UNIQUE INDEX {REF_INDEX} ON directory_doc (kind, ref_id)"
 #: FTS5's own defaults, for incremental updates (https://sqlite.org/fts5.html §6).
 FTS_AUTOMERGE = 4
 FTS_CRISISMERGE = 16
@@ -53,18 +57,43 @@ def _agg(conn: Connection, expr: str) -> str:
     return f"group_concat({expr}, ' ')"
 
 
+# A document's sort key and terms, as SQL expressions over its parts (also computed from the
+# staged rows by :mod:`directory.fresh_index`: one definition for both). The sort key's
+# separator is the bound parameter ``:sep`` (:data:`SORT_SEPARATOR`).
+
+
+def practitioner_sort_key(name_terms: str, national_id: str) -> str:
+    return f"{name_terms} || :sep || {national_id}"
+
+
+def practitioner_terms(name_terms: str, national_id: str, activities: str, mailboxes: str) -> str:
+    """Its names, its identifiers (national and RPPS/ADELI), then the terms of its active
+    activities and of its published personal mailboxes (``activities``/``mailboxes``: each
+    NULL when there is none)."""
+    return (f"ltrim({name_terms} || ' 5n' || {national_id} || ' 5n' || substr({national_id}, 2)"
+            f" || coalesce(' ' || {activities}, '') || coalesce(' ' || {mailboxes}, ''))")
+
+
+def mailbox_sort_key(name_terms: str, address: str) -> str:
+    return f"{name_terms} || :sep || {address}"
+
+
+def mailbox_terms(name_terms: str, terms: str) -> str:
+    return f"ltrim({name_terms} || ' ' || {terms})"
+
+
 def _practitioner_docs(conn: Connection, where: str) -> str:
     """SELECT (kind, ref_id, sort_key, terms) of practitioner documents."""
+    activities = (f"(SELECT {_agg(conn, 'a.terms')} FROM practitioner_activity a "
+                  "WHERE a.practitioner_id = p.id AND a.active = true)")
+    mailboxes = (f"(SELECT {_agg(conn, 'm.terms')} FROM directory_mailbox m "
+                 "WHERE m.practitioner_id = p.id AND m.mailbox_type = 'PER' "
+                 "AND m.active = true AND m.red_list = false)")
     return f"""
         SELECT '{DOC_PRACTITIONER}' AS kind, p.id AS ref_id,
-               p.name_terms || :sep || p.national_id AS sort_key,
-               ltrim(p.name_terms || ' 5n' || p.national_id || ' 5n' || substr(p.national_id, 2)
-                 || coalesce(' ' || (SELECT {_agg(conn, 'a.terms')} FROM practitioner_activity a
-                                     WHERE a.practitioner_id = p.id AND a.active = true), '')
-                 || coalesce(' ' || (SELECT {_agg(conn, 'm.terms')} FROM directory_mailbox m
-                                     WHERE m.practitioner_id = p.id AND m.mailbox_type = 'PER'
-                                       AND m.active = true AND m.red_list = false), '')
-               ) AS terms
+               {practitioner_sort_key('p.name_terms', 'p.national_id')} AS sort_key,
+               {practitioner_terms('p.name_terms', 'p.national_id', activities, mailboxes)}
+                 AS terms
         FROM practitioner p
         WHERE p.active = true {where}
     """
@@ -73,8 +102,8 @@ def _practitioner_docs(conn: Connection, where: str) -> str:
 def _mailbox_docs(where: str) -> str:
     return f"""
         SELECT '{DOC_MAILBOX}' AS kind, m.id AS ref_id,
-               m.name_terms || :sep || m.address AS sort_key,
-               ltrim(m.name_terms || ' ' || m.terms) AS terms
+               {mailbox_sort_key('m.name_terms', 'm.address')} AS sort_key,
+               {mailbox_terms('m.name_terms', 'm.terms')} AS terms
         FROM directory_mailbox m
         WHERE m.active = true AND m.red_list = false
           AND NOT (m.mailbox_type = 'PER' AND m.practitioner_id IS NOT NULL
@@ -101,7 +130,7 @@ def rebuild(conn: Connection) -> int:
         # rows arrive in sort-key order: that index grows at its end, but this one would
         # be filled in random order; building it afterwards is cheaper (DDL is transactional
         # on SQLite; on PostgreSQL dropping it would block concurrent searches)
-        conn.exec_driver_sql("DROP INDEX uq_directory_doc_ref")
+        conn.exec_driver_sql(f"DROP INDEX {REF_INDEX}")
     conn.execute(text("DELETE FROM directory_doc"))
     conn.execute(
         text(f"""
@@ -113,24 +142,24 @@ def rebuild(conn: Connection) -> int:
         {"sep": SORT_SEPARATOR, "gap": GAP},
     )
     if sqlite:
-        conn.exec_driver_sql(
-            "CREATE UNIQUE INDEX uq_directory_doc_ref ON directory_doc (kind, ref_id)"
-        )
+        conn.exec_driver_sql(CREATE_REF_INDEX)
         fts_rebuild(conn)
     return int(conn.execute(text("SELECT count(*) FROM directory_doc")).scalar_one())
 
 
-def _fts_command(conn: Connection, command: str, value: int | None = None) -> None:
+def fts_command(command: str, value: int | None = None) -> str:
+    """The SQL of an FTS5 special command on the directory's full-text table."""
     if value is None:
-        conn.exec_driver_sql(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES ('{command}')")
-    else:
-        conn.exec_driver_sql(
-            f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rank) VALUES ('{command}', {int(value)})"
-        )
+        return f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES ('{command}')"
+    return f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rank) VALUES ('{command}', {int(value)})"
 
 
-def fts_rebuild(conn: Connection) -> None:
-    """Index every document, then merge the index into one segment (SQLite FTS5).
+def _fts_command(conn: Connection, command: str, value: int | None = None) -> None:
+    conn.exec_driver_sql(fts_command(command, value))
+
+
+def fts_bulk_load(execute: Callable[[str], object], fill: str) -> None:
+    """Fill the FTS5 index with the statement ``fill``, then merge it into one segment.
 
     FTS5 writes its pending terms as a new segment every megabyte or so and, by default,
     merges segments as it goes (``automerge`` 4, ``crisismerge`` 16), rewriting the same
@@ -138,14 +167,19 @@ def fts_rebuild(conn: Connection) -> None:
     merging once at the end (``optimize``) writes it fewer times: 1.5 to 2 s less for the
     national extract, commit included, and one segment is the fastest to query. The
     defaults are put back for the small updates that follow (a delta's patch, an admin's
-    edit).
+    edit). ``execute`` runs one statement (on whichever connection holds the index).
     """
-    _fts_command(conn, "automerge", 0)
-    _fts_command(conn, "crisismerge", FTS_BULK_CRISISMERGE)
-    _fts_command(conn, "rebuild")
-    _fts_command(conn, "optimize")
-    _fts_command(conn, "automerge", FTS_AUTOMERGE)
-    _fts_command(conn, "crisismerge", FTS_CRISISMERGE)
+    execute(fts_command("automerge", 0))
+    execute(fts_command("crisismerge", FTS_BULK_CRISISMERGE))
+    execute(fill)
+    execute(fts_command("optimize"))
+    execute(fts_command("automerge", FTS_AUTOMERGE))
+    execute(fts_command("crisismerge", FTS_CRISISMERGE))
+
+
+def fts_rebuild(conn: Connection) -> None:
+    """Index every document (SQLite FTS5), as :func:`fts_bulk_load` does."""
+    fts_bulk_load(conn.exec_driver_sql, fts_command("rebuild"))
 
 
 def _create_affected(conn: Connection) -> None:

@@ -289,13 +289,13 @@ def _read_issues(job: sw.Job, first_line: int) -> Iterator[Issue]:
 
 def expose(conn: Connection, staged: Staged) -> None:
     """Make the staged rows readable as ``directory_stage_person`` / ``_mailbox``."""
-    person = [j for j in staged.jobs if j.header.kind is FileKind.PERSON]
-    mailbox = [j for j in staged.jobs if j.header.kind is FileKind.MAILBOX]
     if conn.dialect.name == "sqlite":
         raw = conn.connection.driver_connection
         assert raw is not None
         attach_views(raw, staged.jobs)
         return
+    person = [j for j in staged.jobs if j.header.kind is FileKind.PERSON]
+    mailbox = [j for j in staged.jobs if j.header.kind is FileKind.MAILBOX]
     with conn.begin():
         for name, table, cols, group, kind in (
             (PERSON, sw.PERSON_TABLE, sw.PERSON_COLS, person, FileKind.PERSON),

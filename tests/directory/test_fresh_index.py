@@ -18,6 +18,7 @@ from directory import fresh_index, search, staging
 from directory.importer import ImportResult
 from mailstore.db import create_db_engine
 from tests.directory.conftest import mailbox_line, person_line, run_import
+from tests.directory.test_search_index import _fts_intact
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"])  # built on SQLite only
 
@@ -65,12 +66,6 @@ def _docs(engine: Engine) -> list[tuple[Any, ...]]:
             "SELECT pos, kind, ref_id, sort_key, terms FROM directory_doc ORDER BY pos"))]
 
 
-def _fts_sound(engine: Engine) -> None:
-    """FTS5's own check of the index against the documents (raises when they differ)."""
-    with engine.begin() as conn:
-        conn.exec_driver_sql("INSERT INTO directory_fts(directory_fts) VALUES ('integrity-check')")
-
-
 def _results(engine: Engine) -> list[list[dict[str, object]]]:
     with engine.connect() as conn:
         return [[h.as_json() for h in search.search(conn, search.Query(**q)).hits]
@@ -108,7 +103,7 @@ def test_same_documents_and_index_as_the_rebuild(
     assert beside.merge.index == rebuilt.merge.index == "full"
     assert beside.merge.documents == rebuilt.merge.documents > 3000 // 3
     assert _docs(engine) == _docs(classic)
-    _fts_sound(engine)
+    _fts_intact(engine)
     assert _results(engine) == _results(classic)
     assert any(r for r in _results(engine))
     # the cases of the first-occurrence rules are in it
@@ -123,7 +118,7 @@ def test_same_documents_and_index_as_the_rebuild(
     again = _import(engine, files, fresh_index=True)
     assert again.merge.index == "none"
     assert _docs(engine) == _docs(classic)
-    _fts_sound(engine)
+    _fts_intact(engine)
 
 
 @pytest.mark.parametrize("kind", ["person", "mailbox"])
@@ -133,7 +128,7 @@ def test_one_kind_of_file(engine: Engine, classic: Engine, tmp_path: Path, kind:
     _import(engine, files, fresh_index=True)
     _import(classic, files, fresh_index=False)
     assert _docs(engine) == _docs(classic) != []
-    _fts_sound(engine)
+    _fts_intact(engine)
 
 
 def test_a_failed_helper_leaves_the_rebuild_to_the_import(
@@ -150,13 +145,13 @@ def test_a_failed_helper_leaves_the_rebuild_to_the_import(
         return fresh_index.Helper(workdir, gone)
 
     monkeypatch.setattr(fresh_index, "start", start)
-    with caplog.at_level(logging.WARNING, logger="directory.importer"):
+    with caplog.at_level(logging.WARNING, logger="directory.fresh_index"):
         res = _import(engine, files, fresh_index=True)
     assert "building the search index beside the merge failed" in caplog.text
     _import(classic, files, fresh_index=False)
     assert res.merge.index == "full"
     assert _docs(engine) == _docs(classic)
-    _fts_sound(engine)
+    _fts_intact(engine)
 
 
 def test_an_index_that_fails_is_built_by_the_import(
@@ -174,7 +169,7 @@ def test_an_index_that_fails_is_built_by_the_import(
     assert "indexing the documents beside the merge failed" in caplog.text
     _import(classic, files, fresh_index=False)
     assert _docs(engine) == _docs(classic)
-    _fts_sound(engine)
+    _fts_intact(engine)
     assert _results(engine) == _results(classic)
 
 
