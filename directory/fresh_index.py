@@ -36,6 +36,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import sqlite3
+import traceback
+from multiprocessing.connection import Connection as PipeEnd
 from pathlib import Path
 
 from sqlalchemy import Connection
@@ -149,6 +151,25 @@ def build_index(path: Path, documents: Path) -> None:
         db.close()
 
 
+class HelperError(Exception):
+    """The helper failed (the text is its traceback) or died."""
+
+
+def _work(results: PipeEnd, documents: Path, index: Path, jobs: list[sw.Job]) -> None:
+    """The helper process: the documents, then their index; each outcome is sent as
+    ``(True, value)`` or ``(False, traceback)``, and the process ends after the index (its
+    memory is given back before the import's own sort of the documents)."""
+    sw.init_worker(None)
+    try:
+        results.send((True, build_documents(documents, jobs)))
+        build_index(index, documents)
+        results.send((True, None))
+    except Exception:
+        results.send((False, traceback.format_exc()))
+    finally:
+        results.close()
+
+
 class Helper:
     """The documents, then their index, built in a process of their own (which dies with
     the importing one), each into its own file: the importing process copies the
@@ -157,25 +178,48 @@ class Helper:
     def __init__(self, workdir: Path, jobs: list[sw.Job]) -> None:
         self.documents_path = workdir / "fresh-documents.db"
         self.index_path = workdir / "fresh-index.db"
-        self._pool = multiprocessing.get_context("spawn").Pool(
-            1, initializer=sw.init_worker, initargs=(None,)
+        context = multiprocessing.get_context("spawn")
+        self._results, sender = context.Pipe(duplex=False)
+        self._process = context.Process(
+            target=_work, args=(sender, self.documents_path, self.index_path, jobs),
+            name="directory-index", daemon=True,
         )
-        self._documents = self._pool.apply_async(build_documents, (self.documents_path, jobs))
-        self._index = self._pool.apply_async(build_index,
-                                             (self.index_path, self.documents_path))
+        self._process.start()
+        sender.close()
+
+    def _outcome(self) -> object:
+        try:
+            ok, value = self._results.recv()
+        except EOFError:
+            self._process.join()
+            raise HelperError(f"the helper died (exit code {self._process.exitcode})") from None
+        if not ok:
+            raise HelperError(value)
+        return value
 
     def documents(self) -> int:
-        """Wait for the documents; raise what the helper raised."""
-        return int(self._documents.get())
+        """Wait for the documents; raise :class:`HelperError` if the helper failed."""
+        count = self._outcome()
+        assert isinstance(count, int)
+        return count
 
     def index(self) -> None:
-        """Wait for the index; raise what the helper raised."""
-        self._index.get()
+        """Wait for the index and for the helper to end; raise :class:`HelperError` if it
+        failed."""
+        self._outcome()
+        self._process.join()
+
+    @property
+    def exitcode(self) -> int | None:
+        """The helper's exit code once it has ended (None while it runs)."""
+        return self._process.exitcode
 
     def close(self) -> None:
         """Stop the helper (killed if it is still building) and wait for it."""
-        self._pool.terminate()
-        self._pool.join()
+        if self._process.is_alive():
+            self._process.kill()
+        self._process.join()
+        self._results.close()
 
 
 def start(workdir: Path, staged: staging.Staged) -> Helper:
@@ -227,16 +271,19 @@ def install(conn: Connection, helper: Helper) -> int | None:
                d.sort_key, d.terms
         FROM {DOCS}.docs d ORDER BY d.pos
     """)
-    conn.exec_driver_sql(si.CREATE_REF_INDEX)
     try:
         helper.index()
     except Exception:  # the documents are in place: index them here, as a rebuild does
         log.warning("indexing the documents beside the merge failed; indexing them here",
                     exc_info=True)
         si.fts_rebuild(conn)
-        return count
-    for table, cols in ((f"{FTS_TABLE}_data", "id, block"),
-                        (f"{FTS_TABLE}_idx", "segid, term, pgno")):
-        conn.exec_driver_sql(f"DELETE FROM {table}")
-        conn.exec_driver_sql(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {INDEX}.{table}")
+    else:
+        for table, cols in ((f"{FTS_TABLE}_data", "id, block"),
+                            (f"{FTS_TABLE}_idx", "segid, term, pgno")):
+            conn.exec_driver_sql(f"DELETE FROM {table}")
+            conn.exec_driver_sql(
+                f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {INDEX}.{table}"
+            )
+    # once the helper has ended: this sort's memory and the helper's never add up
+    conn.exec_driver_sql(si.CREATE_REF_INDEX)
     return count

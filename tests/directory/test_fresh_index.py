@@ -173,6 +173,25 @@ def test_an_index_that_fails_is_built_by_the_import(
     assert _results(engine) == _results(classic)
 
 
+def test_the_helper_has_ended_once_its_index_is_in(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The helper's memory is given back before the import sorts the documents' keys (the
+    two together would exceed the import's memory budget at national size)."""
+    files = _extract(tmp_path / "x")
+    ended: list[int | None] = []
+    real_index = fresh_index.Helper.index
+
+    def index(self: fresh_index.Helper) -> None:
+        real_index(self)
+        ended.append(self.exitcode)
+
+    monkeypatch.setattr(fresh_index.Helper, "index", index)
+    assert _import(engine, files, fresh_index=True).merge.index == "full"
+    assert ended == [0]
+    _fts_intact(engine)
+
+
 def test_small_extracts_need_no_helper(
     engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,27 @@ def test_reimporting_the_same_file_changes_nothing(engine: Engine, demo_extract:
     assert (m.activities.added, m.activities.changed, m.activities.deactivated) == (0, 0, 0)
     assert (m.mailboxes.added, m.mailboxes.changed, m.mailboxes.deactivated) == (0, 0, 0)
     assert m.index == "none"
+
+
+def test_each_import_is_logged_once_with_its_summary(
+    engine: Engine, demo_extract: Extract
+) -> None:
+    first = run_import(engine, demo_extract.person, demo_extract.mailbox)
+    second = run_import(engine, demo_extract.person, now=LATER)
+    with engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT id, started_at, finished_at, actor, files, summary FROM directory_import "
+            "ORDER BY id")).all()
+    assert [r.id for r in rows] == [first.import_id, second.import_id]
+    assert second.import_id > first.import_id
+    for row, res, files in ((rows[0], first, 2), (rows[1], second, 1)):
+        assert row.started_at is not None and row.finished_at is not None
+        assert row.actor == "cli"
+        assert len(row.files.splitlines()) == files
+        summary = json.loads(row.summary)
+        assert summary["lines"] == res.lines
+        assert summary["practitioners"]["added"] == res.merge.practitioners.added
+    assert json.loads(rows[0].summary)["practitioners"]["added"] == demo_extract.stats.practitioners
 
 
 def _states(engine: Engine, table: str, key: str, imp: int) -> tuple[set[str], set[str]]:
