@@ -104,13 +104,16 @@ def build_documents(path: Path, jobs: list[sw.Job]) -> int:
                 WHERE mailbox_type = 'PER' AND pid IS NOT NULL ORDER BY pid, seq)
             GROUP BY pid
         """)
-        db.execute("CREATE TABLE docs (pos INTEGER PRIMARY KEY, kind TEXT NOT NULL, "
+        # ``n``: the document's rank in alphabetical order (its position is ``n`` × the
+        # gap), given by the insertion order (the rowid of an empty table counts from 1);
+        # the same as ``row_number() OVER (ORDER BY sort_key)``, which would buffer every
+        # document once more in a temporary table
+        db.execute("CREATE TABLE docs (n INTEGER PRIMARY KEY, kind TEXT NOT NULL, "
                    "ref_id INTEGER, address TEXT, sort_key TEXT NOT NULL, terms TEXT NOT NULL)")
         db.execute(
             f"""
-            INSERT INTO docs (pos, kind, ref_id, address, sort_key, terms)
-            SELECT row_number() OVER (ORDER BY d.sort_key) * :gap,
-                   d.kind, d.ref_id, d.address, d.sort_key, d.terms
+            INSERT INTO docs (kind, ref_id, address, sort_key, terms)
+            SELECT d.kind, d.ref_id, d.address, d.sort_key, d.terms
             FROM (
                 SELECT '{DOC_PRACTITIONER}' AS kind, p.pid AS ref_id, NULL AS address,
                        {si.practitioner_sort_key('p.name_terms', 'p.national_id')} AS sort_key,
@@ -126,8 +129,9 @@ def build_documents(path: Path, jobs: list[sw.Job]) -> int:
                 WHERE NOT (m.mailbox_type = 'PER' AND m.pid IS NOT NULL
                            AND EXISTS (SELECT 1 FROM people p2 WHERE p2.pid = m.pid))
             ) d
+            ORDER BY d.sort_key
             """,
-            {"gap": si.GAP, "sep": si.SORT_SEPARATOR},
+            {"sep": si.SORT_SEPARATOR},
         )
         count = int(db.execute("SELECT count(*) FROM docs").fetchone()[0])
         db.execute("COMMIT")
@@ -145,7 +149,7 @@ def build_index(path: Path, documents: Path) -> None:
         db.execute("BEGIN")
         db.execute(_FTS_DEFINITION)
         si.fts_bulk_load(db.execute, f"INSERT INTO {FTS_TABLE}(rowid, terms) "
-                                     f"SELECT pos, terms FROM {DOCS}.docs ORDER BY pos")
+                                     f"SELECT n * {si.GAP}, terms FROM {DOCS}.docs ORDER BY n")
         db.execute("COMMIT")
     finally:
         db.close()
@@ -264,12 +268,12 @@ def install(conn: Connection, helper: Helper) -> int | None:
     conn.exec_driver_sql(f"DROP INDEX {si.REF_INDEX}")  # built afterwards, as a rebuild does
     conn.exec_driver_sql(f"""
         INSERT INTO directory_doc (pos, kind, ref_id, sort_key, terms)
-        SELECT d.pos, d.kind,
+        SELECT d.n * {si.GAP}, d.kind,
                CASE WHEN d.kind = '{DOC_MAILBOX}'
                     THEN (SELECT m.id FROM directory_mailbox m WHERE m.address = d.address)
                     ELSE d.ref_id END,
                d.sort_key, d.terms
-        FROM {DOCS}.docs d ORDER BY d.pos
+        FROM {DOCS}.docs d ORDER BY d.n
     """)
     try:
         helper.index()
