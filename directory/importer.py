@@ -334,7 +334,7 @@ def _reserve_import_id(conn: Connection) -> int:
         return int(conn.execute(select(func.coalesce(func.max(import_log.c.id), 0) + 1))
                    .scalar_one())
     return int(conn.execute(
-        text("SELECT nextval(pg_get_serial_sequence('directory_import', 'id'))")
+        text("SELECT nextval(pg_get_serial_sequence(:table, 'id'))"), {"table": import_log.name}
     ).scalar_one())
 
 
