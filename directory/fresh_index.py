@@ -256,8 +256,10 @@ def install(conn: Connection, helper: Helper) -> int | None:
     Should it fail on the index, the documents copied are indexed here instead. Either way
     a warning says why.
 
-    Nothing here goes through the FTS5 table itself: its shadow tables are replaced whole
-    (the directory had no document, so the index it replaces is empty).
+    The helper's index is not written through the FTS5 table: its shadow tables are
+    replaced whole (the directory had no document, so the index they replace is empty).
+    The documents' ref index is built last, once the helper has ended, so that its sort's
+    memory and the helper's never add up.
     """
     try:
         count = helper.documents()
@@ -288,6 +290,5 @@ def install(conn: Connection, helper: Helper) -> int | None:
             conn.exec_driver_sql(
                 f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {INDEX}.{table}"
             )
-    # once the helper has ended: this sort's memory and the helper's never add up
-    conn.exec_driver_sql(si.CREATE_REF_INDEX)
+    conn.exec_driver_sql(si.CREATE_REF_INDEX)  # the helper has ended (see above)
     return count

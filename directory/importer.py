@@ -10,8 +10,8 @@ Phases, on a connection of the import's own:
 2. **prepare** — still without the write lock: the staged mailbox addresses (and, for a
    delta, the staged practitioner and activity keys) are indexed in temporary tables, and
    repeated addresses are reported (:func:`directory.merge.prepare`).
-3. **merge** — in *one* transaction (``BEGIN IMMEDIATE`` on SQLite, an advisory lock on
-   PostgreSQL against a concurrent import): set-based upserts and the delta
+3. **merge** — in *one* transaction (its first statement takes SQLite's write lock, an
+   advisory lock on PostgreSQL against a concurrent import): set-based upserts and the delta
    (:mod:`directory.merge`), the search documents (:mod:`directory.search_index`: rebuilt
    at once after a first import, patched after a small delta), the import log row and the
    audit journal entry. A crash or ``kill -9`` at any point before the commit leaves the
@@ -239,11 +239,9 @@ def import_files(engine: Engine, paths: Iterable[Path], options: ImportOptions) 
         t1 = time.perf_counter()
         if progress:
             progress(Progress("merge"))
-        if sqlite and helper is None:
-            conn.execution_options(sqlite_immediate=True)
-        # (with a helper: a deferred BEGIN, whose first statement below takes the write lock
-        # of the directory, and a read lock on the helper's file only when it is read: BEGIN
-        # IMMEDIATE would lock every attached file, the helper's included, while it writes)
+        # (on SQLite a deferred BEGIN, whose first statement takes the database's write
+        # lock: BEGIN IMMEDIATE would also lock every attached file, the index helper's
+        # included, while it writes)
         with conn.begin():
             if not sqlite:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_IMPORT_LOCK})
@@ -320,8 +318,9 @@ def import_files(engine: Engine, paths: Iterable[Path], options: ImportOptions) 
 def _reserve_import_id(conn: Connection) -> int:
     """The id of this import's log row, written once at the end of the transaction.
 
-    On SQLite this first statement also takes the database's write lock (a write statement
-    that changes nothing), and the id is the one SQLite would give, ``max + 1``. Writing
+    On SQLite this is the transaction's first statement: it takes the database's write lock
+    (a write statement that changes nothing), and the id is the one SQLite would give,
+    ``max + 1``. Writing
     the row now and updating it at the end would modify one page at both ends of a
     transaction larger than the page cache: the page, spilled to the WAL early on, is
     written again at the commit, and SQLite then recomputes the checksum of every WAL
