@@ -15,7 +15,9 @@ as aiosmtpd does): a line longer than :data:`LINE_LIMIT` octets with its CRLF
 (RFC 5321 §4.5.3.1.6) is ``500``, more data than the size limit is ``552``; the first
 line that breaks a limit decides (the size counted at the end of each line, so a long line
 that also crosses the size limit is ``552``), and from then on the data is discarded
-(memory stays bounded).
+(memory stays bounded). The size is the message's as RFC 1870 §3 defines it: neither the
+doubled periods of transparency nor any octet of the end marker counts, so a message of
+exactly the size limit is accepted however the network cut it into reads.
 A "line" here is what lies between two line breaks, CR and LF alike: a bare CR or LF is
 refused or normalised later (:func:`smtp_gateway.smtp_edge.check_data`).
 """
@@ -26,6 +28,9 @@ from __future__ import annotations
 LINE_LIMIT = 1001
 
 END = b"\r\n.\r\n"
+
+#: A line that begins with a period: the period is transparency, not data (RFC 5321 §4.5.2).
+_STUFFED = b"\r\n."
 
 LINE_TOO_LONG = "500 Line too long (see RFC5321 4.5.3.1.6)"
 TOO_MUCH_DATA = "552 Error: Too much mail data"
@@ -47,6 +52,10 @@ class DataAssembler:
         self._refusal: str | None = None
         #: Where in ``_buf`` the first line over the limit was seen, until that line ends.
         self._long_at: int | None = None
+        #: Lines that begin with a period (:data:`_STUFFED`) whose period is at a position
+        #: before :attr:`_dots_upto` in ``_buf``: octets that are not the message's.
+        self._dots = 0
+        self._dots_upto = 0
         self.done = False
         #: What followed the final dot (pipelined commands, RFC 2920 §3.1).
         self.leftover = b""
@@ -61,7 +70,13 @@ class DataAssembler:
         buf += data
         end = buf.find(END, self._scan)
         if self._refusal is None:
-            self._check_limits(buf, before, end + 2 if end >= 0 else len(buf))
+            if end >= 0:
+                size_end = end + 2
+            elif buf.endswith(b"\r\n.\r"):
+                size_end = len(buf) - 1  # this CR may begin the end marker's CRLF
+            else:
+                size_end = len(buf)  # a final "\r\n." is a period the size never counts
+            self._check_limits(buf, before, end + 2 if end >= 0 else len(buf), size_end)
         if end >= 0:
             self.done = True
             self.leftover = bytes(buf[end + len(END) :])
@@ -75,24 +90,41 @@ class DataAssembler:
         self._scan = max(0, len(buf) - (len(END) - 1))
         return False
 
-    def _check_limits(self, buf: bytearray, start: int, data_end: int) -> None:
+    def _dots_before(self, buf: bytearray, pos: int) -> int:
+        """How many transparency periods lie before ``pos`` in ``buf`` (a period at
+        ``i`` when ``buf[i - 2 : i + 1]`` is CR LF period, the virtual CRLF included)."""
+        upto = self._dots_upto
+        if pos >= upto:
+            return self._dots + buf.count(_STUFFED, max(0, upto - 2), pos)
+        return self._dots - buf.count(_STUFFED, max(0, pos - 2), upto)
+
+    def _size_at(self, buf: bytearray, pos: int) -> int:
+        """The message size (RFC 1870 §3) of ``buf[2:pos]``: stuffed periods excluded."""
+        return pos - 2 - self._dots_before(buf, pos)
+
+    def _check_limits(self, buf: bytearray, start: int, data_end: int, size_end: int) -> None:
         """Decide the refusal, if any, once ``buf[start:data_end]`` (new data up to the
-        last line's CRLF) is known. As the line-by-line reader does, the first line that
-        breaks a limit decides: the size is counted at the end of each line, and a line
-        over the length limit is refused for its length only if the data is still within
-        the size limit where that line ends."""
-        over_size = self.max_size and data_end - 2 > self.max_size
+        last line's CRLF) is known; ``buf[2:size_end]`` is data however the rest goes on.
+        As the line-by-line reader does, the first line that breaks a limit decides: the
+        size is counted at the end of each line, and a line over the length limit is
+        refused for its length only if the data is still within the size limit where
+        that line ends."""
+        over_size = self.max_size and self._size_at(buf, size_end) > self.max_size
         if self._long_at is None and data_end > start:
             self._long_at = self._first_long_run(buf, start, data_end)
         if self._long_at is not None:
             line_end = buf.find(b"\r\n", self._long_at, data_end)
             if line_end >= 0:  # the long line ended: was the data within the limit there?
-                within = not self.max_size or line_end <= self.max_size
+                within = (not self.max_size
+                          or self._size_at(buf, line_end + 2) <= self.max_size)
                 self._refusal = LINE_TOO_LONG if within else TOO_MUCH_DATA
             elif over_size:  # it ends past the size limit
                 self._refusal = TOO_MUCH_DATA
         elif over_size:
             self._refusal = TOO_MUCH_DATA
+        # Remember the periods counted so far: the next block counts only its own.
+        self._dots = self._dots_before(buf, size_end)
+        self._dots_upto = size_end
 
     def _first_long_run(self, buf: bytearray, start: int, end: int) -> int | None:
         """A position inside the first run of :attr:`_max_run` octets without CR or LF in

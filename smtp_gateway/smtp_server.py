@@ -70,6 +70,15 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 _SIMPLE_PATH = re.compile(rf"\s*<({_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})*)>(.*)\Z", re.S)
 
 
+def _is_utf8(text: str) -> bool:
+    """Did ``text`` come from valid UTF-8 (no lone surrogate from "surrogateescape")?"""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class _Commands(Mapping[str, Any]):
     """aiosmtpd's ``_smtp_methods`` (command name → bound ``smtp_*`` method), bound on use."""
 
@@ -246,7 +255,14 @@ class CaduceeSMTP(SMTP):  # type: ignore[misc,unused-ignore]
         header parser (which builds a class on every call); the rest goes to it."""
         match = _SIMPLE_PATH.match(arg)
         if match is None:
-            return super()._getaddr(arg)
+            address, rest = super()._getaddr(arg)
+            if address is not None and not _is_utf8(address):
+                # aiosmtpd decodes arguments with "surrogateescape": octets that are not
+                # UTF-8 reach us as lone surrogates, which every later encode() refuses.
+                # RFC 6531 §3.3: a mailbox is ASCII, or UTF-8 with SMTPUTF8; anything else
+                # is a malformed path (553 5.1.3, RFC 3463 §3.2), not our fault (451).
+                return None, None
+            return address, rest
         address = match.group(1)
         if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
             return None, None

@@ -13,7 +13,8 @@ from smtp_gateway.data_reader import LINE_TOO_LONG, TOO_MUCH_DATA, DataAssembler
 
 
 def reference(stream: bytes, max_size: int, line_limit: int = 1001):
-    """aiosmtpd's algorithm: CRLF-delimited lines until a line that is exactly ".\\r\\n"."""
+    """aiosmtpd's algorithm: CRLF-delimited lines until a line that is exactly ".\\r\\n";
+    the size counted as RFC 1870 §3 defines it (a line's transparency period is not data)."""
     pos, lines, size, refusal = 0, [], 0, None
     long_run = re.compile(rb"[^\r\n]{%d}" % (line_limit - 1))
     while True:
@@ -24,7 +25,7 @@ def reference(stream: bytes, max_size: int, line_limit: int = 1001):
         pos = nl + 2
         if line == b".\r\n":
             break
-        size += len(line)
+        size += len(line) - line.startswith(b".")
         if refusal is None and max_size and size > max_size:
             refusal = TOO_MUCH_DATA
         if refusal is None and long_run.search(line):
@@ -126,3 +127,26 @@ def test_the_first_line_that_breaks_a_limit_decides(
     for cut in range(0, len(stream), 97):
         assert assemble([stream[:cut], stream[cut:]], max_size) == (refusal, b"")
     assert assemble([stream[i : i + 1] for i in range(len(stream))], max_size) == (refusal, b"")
+
+
+def test_a_message_of_exactly_the_size_limit_is_accepted_in_any_chunking() -> None:
+    """RFC 1870 §3: the end marker is not part of the message size, even when a read ends
+    inside it (a TCP segment or TLS record boundary after the final ".")."""
+    message = b"Subject: x\r\n\r\n" + b"a" * 84 + b"\r\n"
+    stream = message + b".\r\n"
+    for cut in range(len(stream) + 1):
+        assert assemble([stream[:cut], stream[cut:]], len(message)) == (message, b"")
+        assert assemble([stream[:cut], stream[cut:]], len(message) - 1) == (TOO_MUCH_DATA, b"")
+
+
+def test_transparency_periods_are_not_counted_in_the_size() -> None:
+    """RFC 1870 §3: "not ... doubled quoting dots": the size is the unstuffed message's."""
+    message = b"Subject: x\r\n\r\n" + b".line\r\n" * 10
+    stuffed = b"Subject: x\r\n\r\n" + b"..line\r\n" * 10
+    stream = stuffed + b".\r\n"
+    for cut in range(len(stream) + 1):
+        assert assemble([stream[:cut], stream[cut:]], len(message)) == (message, b"")
+        assert assemble([stream[:cut], stream[cut:]], len(message) - 1) == (TOO_MUCH_DATA, b"")
+    # A period at the very start of the data is transparency too.
+    assert assemble([b"..x\r\n.\r\n"], 4) == (b".x\r\n", b"")
+    assert assemble([b"..x\r\n.\r\n"], 3) == (TOO_MUCH_DATA, b"")
