@@ -256,8 +256,17 @@ def rename_mailbox(conn: Connection, account_id: int, old: str, new: str) -> lis
         raise NoSuchMailbox(f"no mailbox {old}")
     if get_mailbox(conn, account_id, new) is not None:
         raise MailboxExists(f"mailbox {new} already exists")
-    if new.startswith(old + SEPARATOR):
+    # §6.3.5: the inferiors of INBOX stay where they are, so INBOX may move among them.
+    if old != "INBOX" and new.startswith(old + SEPARATOR):
         raise InvalidName("a mailbox cannot be moved inside itself")
+    moved = [box] if old == "INBOX" else [box, *children(conn, account_id, old)]
+    renamed = {m.id: new + m.name[len(old):] for m in moved}
+    # §6.3.5: renaming to an existing name is an error, and so is an inferior landing on
+    # one (the target may be a \Noselect name whose inferiors still exist).
+    targets = set(renamed.values())
+    for m in list_mailboxes(conn, account_id):
+        if m.id not in renamed and m.name in targets:
+            raise MailboxExists(f"mailbox {m.name} already exists")
     parts = new.split(SEPARATOR)
     for depth in range(1, len(parts)):
         parent = SEPARATOR.join(parts[:depth])
@@ -279,12 +288,16 @@ def rename_mailbox(conn: Connection, account_id: int, old: str, new: str) -> lis
             )
         )
         return [box.id, target.id]
-    moved = [box, *children(conn, account_id, old)]
-    for m in moved:
+    # Two steps: an inferior may take the old name of another one (``A/B`` → ``A`` moves
+    # ``A/B/B/x`` to ``A/B/x`` and ``A/B/x`` to ``A/x``), and the unique name index is
+    # checked row by row. Control characters never occur in a real name (check_name).
+    for mailbox_id in renamed:
         conn.execute(
-            update(mailbox).where(mailbox.c.id == m.id).values(name=new + m.name[len(old):])
+            update(mailbox).where(mailbox.c.id == mailbox_id).values(name=f"\x01{mailbox_id}")
         )
-    return [m.id for m in moved]
+    for mailbox_id, name in renamed.items():
+        conn.execute(update(mailbox).where(mailbox.c.id == mailbox_id).values(name=name))
+    return list(renamed)
 
 
 def set_subscribed(conn: Connection, account_id: int, name: str, subscribed: bool) -> None:

@@ -224,7 +224,10 @@ class _Builder:
             if not val:
                 return None
             found = parse_addresses(val)
-            return [list(a) for a in found] if found else None
+            if not found:
+                return None
+            # RFC 3501 §9 env-to = "(" 1*address ")": no space between the addresses.
+            return Atom(b"(" + b"".join(render(list(a)) for a in found) + b")")
 
         from_ = addrs(b"from")
         sender = addrs(b"sender") or from_

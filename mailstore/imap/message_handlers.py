@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -88,14 +88,31 @@ async def _journal_reads(s: Session, events: list[AuditEvent]) -> None:
     await s.write(job)
 
 
-def _batches(uids: list[int], first: int, most: int) -> list[list[int]]:
+def _batches(
+    uids: list[int],
+    first: int,
+    most: int,
+    sizes: Mapping[int, int] | None = None,
+    budget: int = 0,
+) -> list[list[int]]:
     """``uids`` cut in batches growing from ``first`` to ``most``: the first answers go
-    out early, and the client reads them while the next batches are prepared."""
+    out early, and the client reads them while the next batches are prepared. With
+    ``sizes`` (message sizes by UID), a batch also stops before its messages pass
+    ``budget`` bytes (one message at least): a batch's bytes are all in memory at once."""
     out: list[list[int]] = []
     size, start = max(1, min(first, most)), 0
     while start < len(uids):
-        out.append(uids[start : start + size])
-        start += size
+        stop = min(len(uids), start + size)
+        if sizes is not None:
+            total, end = 0, start
+            while end < stop:
+                total += sizes.get(uids[end], 0)
+                if total > budget and end > start:
+                    break
+                end += 1
+            stop = end
+        out.append(uids[start:stop])
+        start = stop
         size = min(most, size * 2)
     return out
 
@@ -171,8 +188,19 @@ async def fetch(s: Session, cmd: Fetch) -> Result:
     else:
         job = _general_job(s, mb, cmd, items, journal_reads)
         body = needs(items).body
-    most = s.ctx.settings.fetch_batch
-    batches = _batches(uids, 8, max(1, most // 5)) if body else _batches(uids, 100, most)
+    settings = s.ctx.settings
+    most = settings.fetch_batch
+    if body:
+        # RFC 3501 §6.4.5 bounds no set: message bytes go in batches of bounded size (a
+        # mailbox of 20 MB scans would otherwise be read 100 messages at a time, twice
+        # over with the prefetch).
+        sizes: dict[int, int] | None = None
+        if len(uids) > 1:
+            rows = await s.read(lambda conn: fetch_rows(conn, mb.id, uids, ("uid", "size")))
+            sizes = dict(rows)
+        batches = _batches(uids, 8, max(1, most // 5), sizes, settings.fetch_batch_bytes)
+    else:
+        batches = _batches(uids, 100, most)
 
     def submit(chunk: list[int], check_seen: bool) -> asyncio.Future[_Outcome]:
         return asyncio.ensure_future(s.read(partial(job, chunk, check_seen)))

@@ -64,6 +64,10 @@ class ImapSettings:
     patient_domain: str = ""
     #: Messages per database round trip in FETCH.
     fetch_batch: int = 500
+    #: Message bytes per round trip in a FETCH of message content (a batch is read while
+    #: the one before is sent, each in several copies: sealed, plain, TLS): the memory
+    #: one download of a whole mailbox holds, whatever the mailbox's size.
+    fetch_batch_bytes: int = 4 * 1024 * 1024
     #: Blobs whose ENVELOPE/BODYSTRUCTURE stay in memory (0: no cache).
     structure_cache: int = 20_000
     #: What APPEND accepts as attachments (the ``[policy]`` limits submission applies;

@@ -24,9 +24,9 @@ def test_envelope_with_groups_quoted_names_and_encoded_words() -> None:
         b'(("Martin, Claire" NIL "claire.martin" "chu-exemple.mssante.fr")) '
         b'(("Martin, Claire" NIL "claire.martin" "chu-exemple.mssante.fr")) '
         b'(("Martin, Claire" NIL "claire.martin" "chu-exemple.mssante.fr")) '
-        b'(("Paul Durand" NIL "paul.durand" "cabinet.mssante.fr") '
+        b'(("Paul Durand" NIL "paul.durand" "cabinet.mssante.fr")'
         b'(NIL NIL "secretariat" "cabinet.mssante.fr")) '
-        b'((NIL NIL "undisclosed-recipients" NIL) (NIL NIL NIL NIL)) NIL '
+        b'((NIL NIL "undisclosed-recipients" NIL)(NIL NIL NIL NIL)) NIL '
         b'"<q-1@cabinet.mssante.fr>" "<pdf-1@chu-exemple.mssante.fr>")'
     )
 
@@ -34,7 +34,8 @@ def test_envelope_with_groups_quoted_names_and_encoded_words() -> None:
 def test_envelope_route_address_and_8bit_names_as_literals() -> None:
     env = build_index(corpus.NO_CONTENT_TYPE_GROUP)["envelope"].encode("latin-1")
     assert b'(("B" NIL "b" "x.fr")' not in env  # inside a group
-    assert b'(NIL NIL "Equipe" NIL) (NIL NIL "a" "x.fr") ("B" NIL "b" "x.fr") (NIL NIL NIL NIL)' \
+    # RFC 3501 §9 env-to = "(" 1*address ")": no space between addresses.
+    assert b'(NIL NIL "Equipe" NIL)(NIL NIL "a" "x.fr")("B" NIL "b" "x.fr")(NIL NIL NIL NIL)' \
         in env
     assert b'((NIL "@relay.fr" "reply" "x.fr"))' in env
     assert b"(({11}\r\nSecr\xe9tariat NIL" in env
