@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,6 +41,9 @@ def register(sub: Any) -> None:
     imp.add_argument("--strict-identifiers", action="store_true",
                      help="a wrong check digit rejects the line (default: reported only)")
     imp.add_argument("--workers", type=int, default=None, help="parsing processes")
+    imp.add_argument("--allow-deactivation", action="store_true",
+                     help="accept an extract that deactivates more than [directory] "
+                          "max_deactivation of the practitioners or mailboxes (default 10 %%)")
     imp.set_defaults(func=cmd_import)
 
     se = s.add_parser("search", help="search the directory")
@@ -216,6 +220,23 @@ class _Progress:
             print(f"caducee: directory import: {what}…", file=sys.stderr, flush=True)
 
 
+def _check_report(report: Path) -> None:
+    """The report is written after the import's commit: make sure it can be, first."""
+    if report.is_dir():
+        raise CliError(f"--report {report}: is a directory (give a file name)")
+    existing = next((d for d in report.parents if d.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise CliError(f"--report {report}: {existing} is not a directory")
+    try:
+        report.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CliError(
+            f"--report {report}: cannot create {report.parent} ({exc.strerror})"
+        ) from None
+    if not os.access(report.parent, os.W_OK | os.X_OK):
+        raise CliError(f"--report {report}: {report.parent} is not writable")
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     with _engine(args) as (cfg, engine):
         section = cfg.directory
@@ -223,12 +244,14 @@ def cmd_import(args: argparse.Namespace) -> int:
             section.report_dir
             / f"directory-import-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.txt"
         )
+        _check_report(report)
         with _Progress() as progress:
             options = importer.ImportOptions(
                 strict=args.strict,
                 lenient_identifiers=section.lenient_identifiers and not args.strict_identifiers,
                 actor=_actor(), report_path=report, progress=progress,
                 journal=_journal(cfg), workers=args.workers or section.import_workers or None,
+                max_deactivation=None if args.allow_deactivation else section.max_deactivation,
             )
             try:
                 result = importer.import_files(engine, args.files, options)

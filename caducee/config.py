@@ -189,6 +189,10 @@ class DirectorySection:
     report_dir: Path = Path("reports")
     #: Processes parsing an extract in parallel (0: one per CPU, at most 4).
     import_workers: int = 0
+    #: An import that would deactivate more than this share of the listed practitioners or
+    #: mailboxes is refused (a truncated extract?) unless given ``--allow-deactivation``;
+    #: 1.0 turns the check off.
+    max_deactivation: float = 0.10
 
 
 @dataclass(frozen=True)
@@ -432,6 +436,12 @@ def _check(cfg: Config, locator: _Locator) -> None:
                 p, locator.line("domains"), "domains",
                 f'"{d}" is not a lower-case domain name',
             )
+    if not 0 < cfg.directory.max_deactivation <= 1:
+        raise ConfigError(
+            p, locator.line("directory", "max_deactivation"), "directory.max_deactivation",
+            f"must be a share above 0 and at most 1 (0.1 = 10 %), "
+            f"got {cfg.directory.max_deactivation}",
+        )
     if cfg.policy.max_message_size < 1024:
         raise ConfigError(
             p, locator.line("policy", "max_message_size"), "policy.max_message_size",

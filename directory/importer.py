@@ -47,7 +47,7 @@ from directory.formats import FileKind
 from directory.issues import ImportRefused, Issue, Severity
 from directory.reader import Source, SourceError, sources
 from directory.report import IssueLog
-from directory.tables import import_log
+from directory.tables import SOURCE_IMPORT, import_log
 from directory.workdir import WorkDir, open_workdir
 
 if TYPE_CHECKING:
@@ -58,6 +58,10 @@ SQLITE_CACHE_KIB = 64 * 1024
 SQLITE_TEMP_CACHE_KIB = 16 * 1024
 #: PostgreSQL advisory lock key serialising imports ("DIR" in ASCII).
 PG_IMPORT_LOCK = 0x444952
+#: An import may deactivate at most this share of the listed practitioners, and of the
+#: listed mailboxes (:attr:`ImportOptions.max_deactivation`). A national extract retires
+#: well under 1 % of either from one week to the next.
+DEFAULT_MAX_DEACTIVATION = 0.10
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,11 @@ class ImportOptions:
     #: (:mod:`directory.fresh_index`), or rebuild it after the merge (False); None: beside
     #: the merge when the extracts weigh :data:`fresh_index.MIN_BYTES` or more.
     fresh_index: bool | None = None
+    #: Refuse an import that would deactivate more than this share of the practitioners or
+    #: of the mailboxes an earlier import listed (None: no limit). A truncated download
+    #: would otherwise retire the missing part of the directory, and the professionals
+    #: whose mailboxes it holds could no longer send (README «Directory»).
+    max_deactivation: float | None = DEFAULT_MAX_DEACTIVATION
 
 
 def _sqlite_tune(conn: Connection) -> None:
@@ -197,6 +206,7 @@ def import_files(engine: Engine, paths: Iterable[Path], options: ImportOptions) 
             )
             staged = staging.collect(jobs, results, on_issue)
             files = _file_reports(all_sources, staged)
+            _refuse_empty(files)
         except ImportRefused as exc:
             _write_refused(log, options, exc, files)
             _journal_refused(engine, options)
@@ -242,19 +252,27 @@ def import_files(engine: Engine, paths: Iterable[Path], options: ImportOptions) 
         # (on SQLite a deferred BEGIN, whose first statement takes the database's write
         # lock: BEGIN IMMEDIATE would also lock every attached file, the index helper's
         # included, while it writes)
-        with conn.begin():
+        with conn.begin() as transaction:
             if not sqlite:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_IMPORT_LOCK})
             imp = _reserve_import_id(conn)
             if helper is not None and not fresh_index.directory_empty(conn):
                 helper.close()  # written to meanwhile: no longer a first import
                 helper = None
+            listed = _listed(conn, staged.kinds) if options.max_deactivation is not None else {}
             result = merge.MergeResult()
             search_index.begin_marking(conn)
             if FileKind.PERSON in staged.kinds:
                 merge.merge_practitioners(conn, imp, now, result)
             if FileKind.MAILBOX in staged.kinds:
                 merge.merge_mailboxes(conn, imp, now, result)
+            refusal = _too_many_deactivated(result, listed, options.max_deactivation, files)
+            if refusal is not None:
+                transaction.rollback()  # (first: the journal below writes on its own)
+                refused = ImportRefused(refusal)
+                _write_refused(log, options, refused, files)
+                _journal_refused(engine, options)
+                raise refused
             timings["merge"] = time.perf_counter() - t1
             t2 = time.perf_counter()
             if progress:
@@ -335,6 +353,54 @@ def _reserve_import_id(conn: Connection) -> int:
     return int(conn.execute(
         text("SELECT nextval(pg_get_serial_sequence(:table, 'id'))"), {"table": import_log.name}
     ).scalar_one())
+
+
+def _refuse_empty(files: list[FileReport]) -> None:
+    """Refuse an extract without a single valid line: imported, it would retire every entry
+    of its kind (an interrupted download, a file holding only its header)."""
+    for f in files:
+        if f.lines - f.rejected <= 0:
+            raise ImportRefused(Issue(
+                f.label, 1, "-",
+                f"the extract holds no valid line ({f.lines} read, {f.rejected} rejected): "
+                "importing it would deactivate every entry of its kind",
+            ))
+
+
+def _listed(conn: Connection, kinds: set[FileKind]) -> dict[FileKind, int]:
+    """How many entries of each kind imported an earlier import lists: those a new extract
+    that lacks them deactivates (:mod:`directory.merge`)."""
+    tables = {FileKind.PERSON: "practitioner", FileKind.MAILBOX: "directory_mailbox"}
+    return {
+        kind: int(conn.execute(text(
+            f"SELECT count(*) FROM {tables[kind]} "  # noqa: S608 - constant table names
+            f"WHERE listed = true AND source = '{SOURCE_IMPORT}'"
+        )).scalar_one())
+        for kind in kinds
+    }
+
+
+def _too_many_deactivated(
+    result: merge.MergeResult, listed: dict[FileKind, int], share: float | None,
+    files: list[FileReport],
+) -> Issue | None:
+    """The refusal of an import that deactivates more than ``share`` of the practitioners
+    or mailboxes listed before it (None: within the limit)."""
+    if share is None:
+        return None
+    for kind, what, counts in ((FileKind.PERSON, "practitioners", result.practitioners),
+                               (FileKind.MAILBOX, "mailboxes", result.mailboxes)):
+        before = listed.get(kind, 0)
+        if before and counts.deactivated > share * before:
+            label = next((f.label for f in files if f.kind is kind), "-")
+            return Issue(
+                label, 1, "-",
+                f"this extract would deactivate {counts.deactivated} of the {before} "
+                f"{what} listed ({counts.deactivated / before:.0%}), more than the "
+                f"{share:.0%} allowed: is it complete? (to accept it: --allow-deactivation, "
+                "or max_deactivation in [directory])",
+            )
+    return None
 
 
 def _file_reports(all_sources: list[Source], staged: staging.Staged) -> list[FileReport]:

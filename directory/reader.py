@@ -84,10 +84,27 @@ class SourceError(Exception):
     """A file that cannot be read at all (missing, not a zip, no extract inside)."""
 
 
+#: The first bytes of a zip archive's local file header (APPNOTE.TXT §4.3.7).
+ZIP_MAGIC = b"PK\x03\x04"
+
+
 def sources(path: Path) -> list[Source]:
-    """The extracts in ``path``: the file itself, or each ``.txt`` member of a zip."""
+    """The extracts in ``path``: the file itself, or each ``.txt`` member of a zip.
+
+    A zip archive that cannot be opened (a truncated download has no central directory) is
+    refused as such, rather than read as a text file with a garbage header.
+    """
+    if path.is_dir():
+        raise SourceError(f"{path}: is a directory, not an extract file (.txt or .zip)")
     if not path.is_file():
         raise SourceError(f"{path}: no such file")
+    try:
+        with path.open("rb") as f:
+            magic = f.read(len(ZIP_MAGIC))
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot be read ({exc.strerror})") from None
+    if magic == ZIP_MAGIC and not zipfile.is_zipfile(path):
+        raise SourceError(f"{path}: damaged or truncated zip archive (download it again)")
     if zipfile.is_zipfile(path):
         try:
             with zipfile.ZipFile(path) as archive:

@@ -178,7 +178,7 @@ def build(q: Query) -> Expr:
         parts.append(town)
     if q.postcode:
         pc = nz.compact(q.postcode)
-        if not pc.isalnum() or len(pc) > 5:
+        if not pc.isdigit() or len(pc) > 5:  # Corsica's postcodes are digits too (20xxx)
             raise QueryError("Code postal invalide.")
         parts.append(Term(nz.POSTCODE + pc, len(pc) < 5))
     if q.departement:

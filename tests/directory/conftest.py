@@ -47,8 +47,11 @@ def engine(db_url: str) -> Iterator[Engine]:
 
 
 def run_import(engine: Engine, *paths: Path, **options: Any) -> ImportResult:
+    """Import with the test's options; no limit on deactivations unless one is given (the
+    small extracts of the tests retire large shares of their directories on purpose; the
+    limit has its own tests)."""
     opts = ImportOptions(now=options.pop("now", NOW), workers=options.pop("workers", 1),
-                         **options)
+                         max_deactivation=options.pop("max_deactivation", None), **options)
     return import_files(engine, list(paths), opts)
 
 

@@ -27,7 +27,8 @@ def main() -> None:
 
     engine = create_db_engine(url)
     options = ImportOptions(progress=progress, workers=1, workdir=Path(workdir),
-                            fresh_index=True if mode == "fresh" else None)
+                            fresh_index=True if mode == "fresh" else None,
+                            max_deactivation=None)
     import_files(engine, [Path(f) for f in files], options)
 
 

@@ -69,6 +69,17 @@ def test_lookup_facts(loaded: tuple[Engine, Path, Path]) -> None:
         assert lookup.practitioner(conn, "815000000024") is None
 
 
+#: Someone else, alone in a later extract: everything else leaves it (an extract with no
+#: line at all is refused).
+_OTHER_PERSON = person_line(**{"Identifiant PP": "15000000099",
+                               "Identification nationale PP": "815000000099",
+                               "Nom d'exercice": "AUTRE"})
+_OTHER_MAILBOX = mailbox_line(**{"Adresse BAL": "claire.autre@medecin.mssante.fr",
+                                 "Identifiant PP": "15000000099",
+                                 "Identification nationale PP": "815000000099",
+                                 "Nom d'exercice": "AUTRE", "Prénom d'exercice": "Claire"})
+
+
 def test_deactivations_and_delta_reach_the_policy_facts(
     loaded: tuple[Engine, Path, Path], tmp_path: Path
 ) -> None:
@@ -87,9 +98,9 @@ def test_deactivations_and_delta_reach_the_policy_facts(
         admin.reactivate(conn, RPPS, who=ADMIN)
     with engine.connect() as conn:
         assert lookup.is_referenced_active(conn, addr)
-    # the mailbox leaves the extract: inactive, kept
-    empty = write_mailbox(tmp_path / "BAL2.txt", [])
-    res = run_import(engine, empty, now=LATER)
+    # the mailbox leaves the extract (which lists only someone else now): inactive, kept
+    other = write_mailbox(tmp_path / "BAL2.txt", [_OTHER_MAILBOX])
+    res = run_import(engine, other, now=LATER)
     assert res.merge.mailboxes.deactivated == 2
     with engine.connect() as conn:
         m = lookup.mailbox(conn, addr)
@@ -212,9 +223,9 @@ def test_manual_deactivations_the_import_disagrees_with_are_reported(
         shown = admin.show(conn, RPPS)
     assert shown.overrides["active"]["imported"] == "active"
     # entries the import no longer lists agree with a manual deactivation: nothing to say
-    empty_people = write_person(tmp_path / "PS2.txt", [])
-    empty_boxes = write_mailbox(tmp_path / "BAL2.txt", [])
-    quiet = run_import(engine, empty_people, empty_boxes, now=LATER)
+    other_people = write_person(tmp_path / "PS2.txt", [_OTHER_PERSON])
+    other_boxes = write_mailbox(tmp_path / "BAL2.txt", [_OTHER_MAILBOX])
+    quiet = run_import(engine, other_people, other_boxes, now=LATER)
     assert quiet.merge.disagreements == []
 
 

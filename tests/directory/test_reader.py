@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,23 @@ def test_a_range_reads_whole_lines_up_to_its_end(tmp_path: Path) -> None:
         (1, "one"), (2, "two")]
     assert reader.physical_lines == 2
     assert seen[-1] == end - start
+
+
+def test_paths_that_are_not_extracts_are_named_for_what_they_are(tmp_path: Path) -> None:
+    """A directory is not "missing", and a zip cut short by an interrupted download is not
+    read as a text file (its garbage would be reported as a wrong header)."""
+    from directory.reader import SourceError
+
+    with pytest.raises(SourceError, match="is a directory, not an extract file"):
+        sources(tmp_path)
+    with pytest.raises(SourceError, match="no such file"):
+        sources(tmp_path / "absent.txt")
+    whole = tmp_path / "Extraction.zip"
+    with zipfile.ZipFile(whole, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("Extraction_Correspondance_MSSante_20261125.txt", "a|b|\n" * 5000)
+    assert [s.member for s in sources(whole)] == [
+        "Extraction_Correspondance_MSSante_20261125.txt"]
+    cut = tmp_path / "cut.zip"
+    cut.write_bytes(whole.read_bytes()[:200])
+    with pytest.raises(SourceError, match="damaged or truncated zip archive"):
+        sources(cut)
