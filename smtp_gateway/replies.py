@@ -43,7 +43,12 @@ R421_RATE_LIMITED = Reply(421, "4.7.0", "Too many attempts, try later")
 R421_SHUTTING_DOWN = Reply(421, "4.3.2", "Service shutting down, try again later")
 R451_TEMPORARY = Reply(451, "4.3.0", "Temporary failure, try again")
 R452_TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")
-R500_LINE_TOO_LONG = Reply(500, "5.5.6", "Line too long (RFC 5321 §4.5.3.1.6)")
+#: A message line over 1000 octets: a content problem (RFC 3463 §3.7, X.6.0); X.5.6 is the
+#: AUTH exchange's (RFC 4954 §6).
+R500_LINE_TOO_LONG = Reply(500, "5.6.0", "Line too long (RFC 5321 §4.5.3.1.6)")
+#: A command line over its limit (512 octets, more for some extensions: RFC 5321
+#: §4.5.3.1.4): a syntax error (RFC 3463 §3.6, X.5.2).
+R500_COMMAND_TOO_LONG = Reply(500, "5.5.2", "Command line too long (RFC 5321 §4.5.3.1.4)")
 R501_SYNTAX = Reply(501, "5.5.4", "Syntax error in parameters")
 R503_BAD_SEQUENCE = Reply(503, "5.5.1", "Bad sequence of commands")
 R530_STARTTLS_FIRST = Reply(530, "5.7.0", "Must issue a STARTTLS command first")
@@ -107,7 +112,7 @@ _REWRITE: tuple[tuple[re.Pattern[str], Reply], ...] = (
     (re.compile(r"^552 Error: Too much mail data"), R552_MESSAGE_TOO_LARGE),
     (re.compile(r"^552 Error: message size exceeds"), R552_MESSAGE_TOO_LARGE),
     (re.compile(r"^500 Line too long"), R500_LINE_TOO_LONG),
-    (re.compile(r"^500 Command line too long"), R500_LINE_TOO_LONG),
+    (re.compile(r"^500 Command line too long"), R500_COMMAND_TOO_LONG),
     (re.compile(r"^220 Ready to start TLS"), R220_READY_TLS),
     (re.compile(r"^221 Bye"), R221_BYE),
     (re.compile(r"^250 OK$"), R250_OK),
