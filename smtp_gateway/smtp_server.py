@@ -52,7 +52,22 @@ class _LoginDataNoise(logging.Filter):
         return "login_data is deprecated" not in record.getMessage()
 
 
+class _UnknownCommandRedaction(logging.Filter):
+    """aiosmtpd logs the first word of an unrecognised command at WARNING. A client that
+    sends its AUTH response after the server refused the AUTH (pipelined, RFC 4954 §4)
+    makes that word its base64 credentials: only the name of a plausible command is
+    logged (SMTP verbs are short letters), anything else as its length."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == "%r unrecognised: %s" and isinstance(record.args, tuple):
+            peer, word = record.args
+            if not (isinstance(word, str) and len(word) <= 12 and word.isalpha()):
+                record.args = (peer, f"<{len(str(word))} characters, not shown>")
+        return True
+
+
 logging.getLogger("mail.log").addFilter(_LoginDataNoise())
+logging.getLogger("mail.log").addFilter(_UnknownCommandRedaction())
 
 #: How much of the DATA body is taken from the reader at a time.
 _DATA_BLOCK = 64 * 1024

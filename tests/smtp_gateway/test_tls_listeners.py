@@ -264,6 +264,28 @@ async def test_a_failed_handshake_closes_the_connection_cleanly(
     again.close()
 
 
+async def test_credentials_sent_as_a_command_are_not_logged(
+    start: Start, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A client that sends its AUTH response although the AUTH was refused: the line is an
+    unknown command to the server, and aiosmtpd logs its first word at WARNING — here the
+    client's credentials. Only a plausible command name is logged."""
+    service = await start(Recorder(), auth=True)
+    c = await Client.connect(service.ports[1], client_tls())
+    await c.cmd("EHLO client.test")
+    secret = "AHVzZXJAY2FkdWNlZS50ZXN0AHMzY3JldC1wYXNzd29yZA=="  # \0user\0password
+    # (aiosmtpd logs every line at INFO: caducee.logsetup keeps its logger at WARNING)
+    with caplog.at_level(logging.WARNING):
+        assert (await c.cmd("AUTH CRAM-MD5"))[0].startswith(b"504 ")
+        assert (await c.cmd(secret))[0].startswith(b"500 ")
+        assert (await c.cmd("XYZZY"))[0].startswith(b"500 ")
+    c.close()
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert secret.upper() not in logged and secret not in logged
+    assert "unrecognised: <48 characters, not shown>" in logged
+    assert "unrecognised: XYZZY" in logged
+
+
 async def _reset(port: int, *, starttls: bool) -> None:
     """Connect, (say STARTTLS and read the 220,) then leave with a reset."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
