@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -177,3 +178,23 @@ def test_manage_a_practitioner(config: Path, capsys: pytest.CaptureFixture[str])
     assert "state: active;" in out and "Lyon" in out and "manual town" not in out
     assert cli(config, "show", "19999900020") == 1
     assert "Praticien inconnu" in capsys.readouterr().err
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(
+    config: Path, demo_extract: Extract
+) -> None:
+    """``caducee directory search … | head -1``: the output meets a closed pipe (closed
+    here before the command starts, so that it does whatever the output's size)."""
+    assert cli(config, "import", str(demo_extract.person), str(demo_extract.mailbox)) == 0
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        r = subprocess.run(
+            [sys.executable, "-m", "caducee", "-c", str(config), "directory", "search",
+             "--json", "lefevre"],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60, check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert r.returncode == 141, r.stderr
+    assert "Traceback" not in r.stderr and "BrokenPipeError" not in r.stderr
