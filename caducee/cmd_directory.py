@@ -27,6 +27,17 @@ from mailstore.db import create_db_engine
 T = TypeVar("T")
 
 
+def _workers(value: str) -> int:
+    """``--workers``: a number of processes, 1 to 64 (argparse names the option)."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not 1 <= n <= 64:
+        raise argparse.ArgumentTypeError(f"must be 1 to 64, got {n}")
+    return n
+
+
 def register(sub: Any) -> None:
     d = sub.add_parser("directory", help="the directory of practitioners (Annuaire Santé)")
     s = d.add_subparsers(dest="directory_cmd", required=True)
@@ -40,7 +51,8 @@ def register(sub: Any) -> None:
                      help="report file (default: in [directory] report_dir)")
     imp.add_argument("--strict-identifiers", action="store_true",
                      help="a wrong check digit rejects the line (default: reported only)")
-    imp.add_argument("--workers", type=int, default=None, help="parsing processes")
+    imp.add_argument("--workers", type=_workers, default=None,
+                     help="parsing processes (1 to 64)")
     imp.add_argument("--allow-deactivation", action="store_true",
                      help="accept an extract that deactivates more than [directory] "
                           "max_deactivation of the practitioners or mailboxes (default 10 %%)")

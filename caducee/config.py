@@ -436,6 +436,11 @@ def _check(cfg: Config, locator: _Locator) -> None:
                 p, locator.line("domains"), "domains",
                 f'"{d}" is not a lower-case domain name',
             )
+    if not 0 <= cfg.directory.import_workers <= 64:
+        raise ConfigError(
+            p, locator.line("directory", "import_workers"), "directory.import_workers",
+            f"must be 0 (one per CPU) to 64, got {cfg.directory.import_workers}",
+        )
     if not 0 < cfg.directory.max_deactivation <= 1:
         raise ConfigError(
             p, locator.line("directory", "max_deactivation"), "directory.max_deactivation",

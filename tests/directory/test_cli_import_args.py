@@ -81,3 +81,18 @@ def test_a_report_path_that_is_a_directory_is_refused_before_importing(
     _, err = capsys.readouterr()
     assert f"--report {blocked / 'r.txt'}: {blocked} is not a directory" in err
     assert _imports(db_url) == 0
+
+
+def test_a_number_of_workers_out_of_range_is_refused(
+    config: Path, demo_extract: Extract, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for bad in ("-3", "0", "65", "two"):
+        with pytest.raises(SystemExit) as exit_:
+            _import(config, "--workers", bad, str(demo_extract.mailbox))
+        assert exit_.value.code == 2
+        assert "argument --workers: " in capsys.readouterr().err
+    config.write_text(config.read_text(encoding="utf-8").replace(
+        "import_workers = 1", "import_workers = -1"), encoding="utf-8")
+    assert _import(config, str(demo_extract.mailbox)) == 2
+    assert "key «directory.import_workers»: must be 0 (one per CPU) to 64, got -1" in (
+        capsys.readouterr().err)
