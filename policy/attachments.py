@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import email
 import email.errors
+import email.message
 import email.policy
+import email.utils
 import re
 import unicodedata
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.message import Message
 
 from policy.content_check import check_content
@@ -105,6 +107,16 @@ DANGEROUS_EXTENSIONS = frozenset({
     "docm", "dotm", "xlsm", "xltm", "xlam", "xlsb", "pptm", "potm", "ppam", "ppsm", "sldm",
     "iso", "img", "vhd", "vhdx", "chm", "application", "gadget", "msc", "py", "pyw", "pl", "rb",
     "php", "svg",
+    # HTML runs its scripts when opened (a browser judges by the name, not the content).
+    "html", "htm", "xhtml", "xht", "shtml", "mht", "mhtml",
+})
+
+#: Content-Transfer-Encoding values (RFC 2045 §6.1) that leave the content as it is.
+IDENTITY_ENCODINGS = frozenset({"7bit", "8bit", "binary"})
+#: Those ``email`` decodes — only when the field is exactly one of them, whereas mail
+#: clients take the first word (``base64 (comment)``, ``base64;``, ``base64 ``).
+DECODED_ENCODINGS = frozenset({
+    "base64", "quoted-printable", "x-uuencode", "uuencode", "uue", "x-uue",
 })
 
 
@@ -259,12 +271,76 @@ def _leaves(
     if depth > limits.max_depth:
         raise _Refused(Reason.ATTACHMENT_TYPE_REFUSED, "MIME structure nested too deep")
     if part.is_multipart():
+        if (_transfer_encoding(part) or "(repeated)") not in IDENTITY_ENCODINGS:
+            # RFC 2045 §6.4, RFC 2046 §5.2.1: a multipart or message/rfc822 entity is never
+            # encoded; ``email`` then reads the encoded text as the part, readers decode it.
+            raise _Refused(
+                Reason.ATTACHMENT_TYPE_REFUSED,
+                f"encoded {part.get_content_type()} part",
+            )
         payload = part.get_payload()
         for sub in payload if isinstance(payload, list) else []:
             if isinstance(sub, Message):
                 yield from _leaves(sub, depth + 1, limits, count)
         return
     yield part
+
+
+def _transfer_encoding(part: Message) -> str | None:
+    """The ``Content-Transfer-Encoding`` (lower case, surrounding spaces removed; ``7bit``
+    when absent), or ``None`` when the field is repeated (readers differ on which counts)."""
+    values = part.get_all("content-transfer-encoding") or []
+    if len(values) > 1:
+        return None
+    return str(values[0]).strip().lower() if values else "7bit"
+
+
+def _payload(part: Message) -> tuple[bytes, str | None]:
+    """The part's content as a reader decodes it, or why it cannot be judged.
+
+    ``email`` leaves the content encoded when the field is not exactly a known encoding
+    (``base64 ``, ``base64;``, ``base64 (comment)``), and returns the base64 *text* when it
+    cannot decode it (one character too many), whereas mail clients decode what they can:
+    the content judged would not be the file a reader saves.
+    """
+    cte = _transfer_encoding(part)
+    if cte is None:
+        return b"", "repeated Content-Transfer-Encoding"
+    if cte not in IDENTITY_ENCODINGS | DECODED_ENCODINGS:
+        # The value is the sender's text: not repeated (the problem reaches the journal).
+        return b"", "Content-Transfer-Encoding not understood"
+    if str(part.get("content-transfer-encoding", cte)).lower() != cte:
+        part.replace_header("content-transfer-encoding", cte)  # what ``email`` decodes
+    payload = part.get_payload(decode=True)
+    data = payload if isinstance(payload, bytes) else b""
+    if cte == "base64" and any(
+        isinstance(d, email.errors.InvalidBase64LengthDefect) for d in part.defects
+    ):
+        return data, "base64 content that cannot be decoded"
+    return data, None
+
+
+def _file_names(part: Message) -> list[str]:
+    """Every file name the part gives: ``filename`` (RFC 2183) and ``name`` (RFC 2045),
+    plain, RFC 2231-encoded and repeated — mail clients differ on which one they save the
+    file under, so each must be acceptable.
+
+    The fields are read as written: ``email.policy.default`` renders parsed parameters,
+    keeping one of each name.
+    """
+    names: list[str] = []
+    for field, value in part.raw_items():
+        if field.lower() not in ("content-disposition", "content-type"):
+            continue
+        raw = email.message.Message()  # compat32: keeps repeated parameters
+        raw["x"] = " ".join(str(value).split())
+        for key, param in raw.get_params(header="x", failobj=[])[1:]:
+            if key.lower() in ("filename", "name"):
+                names.append(str(email.utils.collapse_rfc2231_value(param)))
+    for name in (part.get_filename(), part.get_param("name", header="content-type")):
+        if isinstance(name, str):
+            names.append(name)
+    return list(dict.fromkeys(n for n in names if n))
 
 
 def _is_attachment(part: Message) -> bool:
@@ -307,6 +383,38 @@ def _single_body_part(raw: bytes) -> bool:
     return media in BODY_TYPES
 
 
+def _judge_part(
+    part: Message,
+    limits: AttachmentLimits,
+    patient_recipients: frozenset[str] | None,
+    index: int,
+) -> AttachmentFinding:
+    """Judge one attachment of a message: its decoded content under each of its names."""
+    names = _file_names(part)
+    name = part.get_filename() or (names[0] if names else "")
+    ctype = part.get_content_type()
+    data, problem = _payload(part)
+    if problem:
+        return AttachmentFinding(
+            index, clean_name(name), ctype, len(data), Family.UNKNOWN, False,
+            Reason.ATTACHMENT_TYPE_REFUSED, problem,
+        )
+    finding = check_attachment(
+        data, name=name, declared_type=ctype, limits=limits,
+        patient_recipients=patient_recipients, index=index,
+    )
+    for other in names:
+        if not finding.allowed:
+            break
+        problem = declared_problem(other, ctype, finding.family)
+        if problem:
+            finding = replace(
+                finding, name=clean_name(other), allowed=False,
+                reason=Reason.ATTACHMENT_TYPE_REFUSED, problem=problem,
+            )
+    return finding
+
+
 def check_message(
     raw: bytes,
     *,
@@ -325,18 +433,7 @@ def check_message(
         for part in _leaves(msg, 0, limits, [0]):
             if not _is_attachment(part):
                 continue
-            payload = part.get_payload(decode=True)
-            data = payload if isinstance(payload, bytes) else b""
-            findings.append(
-                check_attachment(
-                    data,
-                    name=part.get_filename() or "",
-                    declared_type=part.get_content_type(),
-                    limits=limits,
-                    patient_recipients=patient_recipients,
-                    index=len(findings) + 1,
-                )
-            )
+            findings.append(_judge_part(part, limits, patient_recipients, len(findings) + 1))
     except _Refused as exc:
         return AttachmentReport(Decision.deny(exc.reason, exc.detail), tuple(findings), exc.detail)
     except (email.errors.MessageError, LookupError, ValueError, TypeError) as exc:
