@@ -43,13 +43,23 @@ def _entry_lines(conn: Connection, q: Any) -> Iterator[tuple[int, bytes, dict[st
     prev_hash = (
         select(prev_t.c.hash).where(prev_t.c.seq == audit_entry.c.seq - 1).scalar_subquery()
     )
+    # The first entry left by a prune has no predecessor row: its ``prev`` is the hash
+    # the signed prune checkpoint vouches for (verify anchors the chain there too).
+    c = audit_checkpoint.c
+    pruned = {
+        int(r[0]): bytes(r[1])
+        for r in conn.execute(select(c.seq, c.hash).where(c.kind == checkpoints.PRUNE))
+    }
     result = conn.execution_options(stream_results=True, yield_per=5000).execute(
         q.add_columns(prev_hash.label("prev_hash"))
     )
     for r in result:
         entry = from_row(r)
         ev = entry.event
-        prev = bytes(r[14]) if r[14] is not None else (GENESIS if entry.seq == 1 else None)
+        prev = (
+            bytes(r[14]) if r[14] is not None
+            else GENESIS if entry.seq == 1 else pruned.get(entry.seq - 1)
+        )
         yield entry.seq, entry.hash, {
             "type": "entry", "seq": entry.seq, "at": r[1], "action": ev.action,
             "actor": ev.actor, "outcome": ev.outcome, "reason": ev.reason,
@@ -106,7 +116,12 @@ def export(
             c = audit_checkpoint.c
             rows = conn.execute(
                 select(c.seq, c.hash, c.at, c.kind, c.key_id, c.signature)
-                .where(c.seq >= first, c.seq <= last)
+                .where(
+                    (c.seq >= first) & (c.seq <= last)
+                    # a prune checkpoint just before: the first entry's ``prev`` comes
+                    # from it (only the first entry left by a prune has none in the table)
+                    | ((c.seq == first - 1) & (c.kind == checkpoints.PRUNE))
+                )
                 .order_by(c.id)
             ).all()
             for r in rows:
@@ -136,6 +151,7 @@ def check_export(path: Path, keys: Mapping[str, Ed25519PublicKey] | None = None)
     (given, or the one in the header) and against the exported entries."""
     result = ExportCheck()
     hashes: dict[int, bytes] = {}
+    prevs: dict[int, bytes] = {}
     prev_seq: int | None = None
     prev_hash: bytes | None = None
     ring: dict[str, Ed25519PublicKey] = dict(keys or {})
@@ -169,6 +185,8 @@ def check_export(path: Path, keys: Mapping[str, Ed25519PublicKey] | None = None)
                                            f"l'entrée {prev_seq}")
                 prev_seq, prev_hash = seq, h
                 hashes[seq] = h
+                if prev is not None:
+                    prevs[seq] = prev
             elif kind == "checkpoint":
                 result.checkpoints += 1
                 cp = checkpoints.Checkpoint.from_json(json.dumps({k: v for k, v in d.items()
@@ -180,6 +198,10 @@ def check_export(path: Path, keys: Mapping[str, Ed25519PublicKey] | None = None)
                 if cp.seq in hashes and hashes[cp.seq] != cp.hash:
                     result.problems.append(f"ligne {lineno} : l'entrée {cp.seq} diffère du "
                                            "point de contrôle signé")
+                elif (cp.seq not in hashes and cp.kind == checkpoints.PRUNE
+                      and cp.seq + 1 in prevs and prevs[cp.seq + 1] != cp.hash):
+                    result.problems.append(f"ligne {lineno} : l'entrée {cp.seq + 1} ne suit "
+                                           "pas le point de contrôle signé de la purge")
     return result
 
 

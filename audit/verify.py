@@ -29,6 +29,7 @@ Speed: one SHA-256 and one JSON encoding per entry, read through the raw DB-API 
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -85,7 +86,45 @@ _PG_SELECT = (
     + "])::text, 2), hash FROM audit_entry WHERE seq >= %s AND seq <= %s ORDER BY seq"
 )
 
+# The same rows, value by value, for Python to encode (SQLite only): SQLite's dynamic typing
+# lets a tampered row hold a BLOB in a text column (``json_array`` refuses it), text that is
+# not UTF-8 (the driver cannot decode it) or a non-BLOB hash. Read as bytes with their
+# types, such values are reported as an edit of that entry instead of stopping ``verify``.
+_SQLITE_SELECT_TYPED = (
+    "SELECT seq, "  # noqa: S608
+    + ", ".join(f"typeof({f}), CAST({f} AS BLOB)" for f in FIELDS[1:])
+    + ", typeof(hash), hash FROM audit_entry WHERE seq >= ? AND seq <= ? ORDER BY seq"
+)
+
 Row = Sequence[Any]
+
+
+def _typed_row(r: Sequence[Any]) -> tuple[int, str, bytes]:
+    """``(seq, canonical text, hash)`` from a row of :data:`_SQLITE_SELECT_TYPED`.
+
+    A value the journal never writes (not text or null; text that is not UTF-8; a hash
+    that is not a BLOB) gives a text or a hash that no genuine entry has, so the entry is
+    reported as edited.
+    """
+    seq = int(r[0])
+    values: list[Any] = [seq]
+    valid = True
+    for i in range(1, 2 * len(FIELDS) - 1, 2):
+        kind, raw = r[i], r[i + 1]
+        if kind == "null":
+            values.append(None)
+            continue
+        try:
+            if kind != "text":
+                raise ValueError(kind)
+            values.append(bytes(raw).decode("utf-8"))
+        except ValueError:
+            valid = False
+            break
+    # A two-element array is never the encoding of a genuine (thirteen-field) entry.
+    text = canonical_text(values) if valid else canonical_text([seq, "invalid value type"])
+    kind, stored = r[-2], r[-1]
+    return seq, text, bytes(stored) if kind == "blob" else b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,20 +191,42 @@ class _Collector:
 def _rows(conn: Connection, start: int, upto: int) -> Iterator[list[Row]]:
     """Batches of ``(seq, canonical text, hash)`` from ``start`` to ``upto``, in order."""
     raw: Any = conn.connection.driver_connection
-    if conn.dialect.name == "postgresql":
-        cur = raw.cursor(name=f"audit_verify_{id(conn):x}")
-        cur.itersize = _FETCH
-        sql = _PG_SELECT
-    else:
-        cur = raw.cursor()
-        sql = _SQLITE_SELECT
+    if conn.dialect.name != "postgresql":
+        yield from _sqlite_rows(raw, start, upto)
+        return
+    cur = raw.cursor(name=f"audit_verify_{id(conn):x}")
+    cur.itersize = _FETCH
     try:
-        cur.execute(sql, (start, upto))
+        cur.execute(_PG_SELECT, (start, upto))
         while True:
             batch = cur.fetchmany(_FETCH)
             if not batch:
                 return
             yield batch
+    finally:
+        cur.close()
+
+
+def _sqlite_rows(raw: Any, start: int, upto: int) -> Iterator[list[Row]]:
+    """SQLite's batches: the database encodes the entries until it meets a value it
+    cannot encode or the driver cannot decode; Python encodes the rest."""
+    cur = raw.cursor()
+    try:
+        try:
+            cur.execute(_SQLITE_SELECT, (start, upto))
+            while batch := cur.fetchmany(_FETCH):
+                start = int(batch[-1][0]) + 1
+                yield batch
+            return
+        except sqlite3.OperationalError:
+            pass  # a tampered value's type: go on from the first row not yet yielded
+    finally:
+        cur.close()
+    cur = raw.cursor()
+    try:
+        cur.execute(_SQLITE_SELECT_TYPED, (start, upto))
+        while batch := cur.fetchmany(_FETCH):
+            yield [_typed_row(r) for r in batch]
     finally:
         cur.close()
 
@@ -354,6 +415,9 @@ def _walk(
 
     def exact(r: Row) -> Row:
         """The row with the canonical text computed by Python from the stored values."""
+        if conn.dialect.name != "postgresql":  # typed columns on PostgreSQL, not on SQLite
+            raw: Any = conn.connection.driver_connection
+            return _typed_row(raw.execute(_SQLITE_SELECT_TYPED, (r[0], r[0])).fetchone())
         values = conn.execute(by_seq, {"s": r[0]}).one()
         return (r[0], canonical_text(tuple(values)), bytes(r[2]))
 

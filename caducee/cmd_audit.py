@@ -114,15 +114,37 @@ def _opened(args: argparse.Namespace) -> Iterator[tuple[Config, Engine, Journal]
     from caducee.context import open_journal
 
     cfg = config_mod.load(args.config)
+    try:
+        journal = open_journal(cfg)
+    except keys.JournalKeyError as exc:  # a damaged key file: say which, no traceback
+        raise CliError(f"clé du journal illisible : {exc}") from None
     engine = create_db_engine(cfg.database_url, pool_size=2)
     try:
-        yield cfg, engine, open_journal(cfg)
+        yield cfg, engine, journal
     finally:
         engine.dispose()
 
 
 def _actor() -> str:
     return f"cli:{getpass.getuser()}"
+
+
+def _shown(value: object) -> str:
+    """``value`` for one line of a terminal: characters that are not printable (line breaks,
+    ESC and other control characters, bidirectional overrides) and ``\\`` are escaped.
+
+    A journal value may come from the network (the user name of a failed login): written
+    raw, ``\\r`` or an escape sequence could disguise one entry as another in ``show``.
+    """
+    text = str(value)
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(
+        "\\\\" if ch == "\\" else ch if ch.isprintable()
+        else f"\\x{ord(ch):02x}" if ord(ch) < 0x100
+        else f"\\u{ord(ch):04x}" if ord(ch) < 0x10000 else f"\\U{ord(ch):08x}"
+        for ch in text
+    )
 
 
 def _load_public_key(path: Path) -> Ed25519PublicKey:
@@ -258,13 +280,13 @@ def cmd_show(args: argparse.Namespace) -> int:
                 "object_ids": [list(p) for p in ev.object_ids],
             }, ensure_ascii=False))
             continue
-        ids = " ".join(f"{k}={val}" for k, val in (
+        ids = " ".join(f"{_shown(k)}={_shown(val)}" for k, val in (
             ("msg", ev.message_id), ("doc", ev.document_id), ("queue", ev.queue_id),
             ("ins", ev.patient_ins), ("ip", ev.client_ip), ("reason", ev.reason),
             *ev.object_ids,
         ) if val)
-        print(f"{entry.seq:>8} {entry.at:%Y-%m-%d %H:%M:%S} {ev.action:<20} "
-              f"{ev.outcome:<8} {ev.actor} {ids}".rstrip())
+        print(f"{entry.seq:>8} {entry.at:%Y-%m-%d %H:%M:%S} {_shown(ev.action):<20} "
+              f"{_shown(ev.outcome):<8} {_shown(ev.actor)} {ids}".rstrip())
     return 0
 
 
