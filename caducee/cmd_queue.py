@@ -11,14 +11,34 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
 from caducee import config as config_mod
 from caducee.cli import CliError
 from caducee.context import open_context
+from mailstore.db import Tx
+from mailstore.queue_tables import QUEUED
 from smtp_gateway import queue_store
 from smtp_gateway.queue_store import Entry
+
+#: ``queue_entry.id`` is an ``INTEGER``: 32 bits on PostgreSQL (64 on SQLite).
+_MAX_ID = 2**31 - 1
+
+
+def entry_id(text: str) -> int:
+    """An entry id as ``caducee queue list`` shows it (argparse type): an id out of the
+    column's range would otherwise reach the database driver and end in a traceback."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid queue entry id {text!r} (the ID column of 'caducee queue list')"
+        ) from None
+    if not 1 <= value <= _MAX_ID:
+        raise argparse.ArgumentTypeError(f"invalid queue entry id {text!r} (out of range)")
+    return value
 
 
 def register(sub: Any) -> None:
@@ -31,11 +51,11 @@ def register(sub: Any) -> None:
     ls.set_defaults(func=cmd_list)
 
     show = s.add_parser("show", help="details of one entry")
-    show.add_argument("entry", type=int)
+    show.add_argument("entry", type=entry_id)
     show.set_defaults(func=cmd_show)
 
     retry = s.add_parser("retry", help="try these entries again now")
-    retry.add_argument("entries", type=int, nargs="+")
+    retry.add_argument("entries", type=entry_id, nargs="+")
     retry.set_defaults(func=cmd_retry)
 
     flush = s.add_parser("flush", help="try every waiting entry again now")
@@ -106,10 +126,29 @@ def _make_due(args: argparse.Namespace, ids: list[int] | None) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    changed = _make_due(args, list(args.entries))
-    if changed < len(set(args.entries)):
-        print(f"{changed} of {len(set(args.entries))} entries made due "
-              "(the others are unknown or being delivered)")
+    ids = sorted(set(args.entries))
+    ctx = open_context(config_mod.load(args.config), readers=1)
+    try:
+        now = datetime.now(UTC)
+
+        def job(tx: Tx) -> tuple[dict[int, Entry], int]:
+            found = {i: queue_store.get_entry(tx.conn, i) for i in ids}
+            known = {i: e for i, e in found.items() if e is not None}
+            return known, queue_store.make_due(tx.conn, now=now, entry_ids=ids)
+
+        known, changed = ctx.db.write_sync(job)
+    finally:
+        ctx.close()
+    # Say which ids were not made due, and why (on stderr, as other command errors).
+    for i in ids:
+        entry = known.get(i)
+        if entry is None:
+            print(f"caducee: no queue entry {i}", file=sys.stderr)
+        elif entry.state != QUEUED:
+            print(f"caducee: queue entry {i} is being delivered "
+                  f"(leased by {entry.lease_owner or '?'}): left as it is", file=sys.stderr)
+    if changed < len(ids):
+        print(f"{changed} of {len(ids)} entries made due")
         return 1 if changed == 0 else 0
     print(f"{changed} entr{'y' if changed == 1 else 'ies'} will be retried now")
     return 0

@@ -8,6 +8,8 @@
   (RFC 7505 §3, reply ``556 5.1.10``).
 * A domain that does not exist (NXDOMAIN) is a permanent failure (``5.1.2``); a timeout or
   a server failure is temporary: the entry is retried.
+* MX hosts (or the implicit MX) of which none has an address — each answered NXDOMAIN or
+  no A/AAAA, none timed out — are a permanent failure (RFC 5321 §5.1, ``5.4.4``).
 
 The resolver is ours to configure (``[outbound] dns_nameservers`` and ``dns_port``), so the
 tests point it at a DNS server on loopback; empty means the system's resolv.conf. DKIM
@@ -130,22 +132,39 @@ class MxResolver:
                 continue
             if addresses:
                 hosts.append(MxHost(name, preference, addresses))
+        if not hosts and temporary:
+            raise DnsTemporaryError(f"{domain}: {'; '.join(temporary)}")
         if not hosts:
-            detail = "; ".join(temporary) or "no address for any MX host"
-            raise DnsTemporaryError(f"{domain}: {detail}")
+            # RFC 5321 §5.1: MX records none of which is usable, or an unusable implicit
+            # MX, "MUST be reported as an error" — every host answered that it has no
+            # address, which retrying will not change: 5.4.4 "unable to route"
+            # (RFC 3463 §3.5).
+            raise DnsPermanentError(
+                f"domain {domain}: no address for any of its mail hosts "
+                f"({', '.join(name for _, name in exchanges)})", "5.4.4")
         return hosts
 
     async def addresses(self, host: str) -> tuple[str, ...]:
-        """A then AAAA addresses of ``host`` (an address literal passes through)."""
+        """A then AAAA addresses of ``host`` (an address literal passes through).
+
+        One type failing for now does not hide the other's addresses: a name server that
+        times out on AAAA (there are such) must not make a host with a working A record
+        unusable. :class:`DnsTemporaryError` only when no address was found and a lookup
+        failed temporarily.
+        """
         out: list[str] = []
+        failed: list[str] = []
         for rdtype in ("A", "AAAA"):
             try:
                 answer = await self.resolver.resolve(host, rdtype)
             except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
                 continue
             except (dns.exception.Timeout, dns.resolver.NoNameservers) as exc:
-                raise DnsTemporaryError(f"{rdtype} {host}: {exc.__class__.__name__}") from None
+                failed.append(f"{rdtype} {host}: {exc.__class__.__name__}")
+                continue
             out.extend(r.to_text() for r in answer)
+        if not out and failed:
+            raise DnsTemporaryError("; ".join(failed))
         return tuple(out)
 
 

@@ -11,6 +11,8 @@ Rules of the trust space (DOMAIN.md §1, ARCHITECTURE.md §5):
   transaction after the previous one ended; ``RSET`` after a failed one).
 
 Each recipient gets its own result: sent, temporary (4xx, network) or permanent (5xx).
+A message the next hop cannot take as it is — SMTPUTF8 (RFC 6531 §3.2) or an 8-bit body
+(RFC 6152 §3) without the extension — is a permanent failure: never sent as is.
 """
 
 from __future__ import annotations
@@ -204,6 +206,17 @@ class OutboundConnection:
             # RFC 6531 §3.2: the message cannot be downgraded here; it bounces.
             return [RecipientResult(r, Status.PERMANENT, 0, "5.6.7",
                                     "the next hop does not support SMTPUTF8", host)
+                    for r in message.recipients]
+        if message.eight_bit and not smtp.supports_extension("8bitmime"):
+            # RFC 6152 §3: to a server that does not advertise 8BITMIME the client must
+            # not, under any circumstances, send octets outside US-ASCII; it converts the
+            # message to 7 bit or treats it as a permanent error. Converting would break
+            # our DKIM signature (the body hash, RFC 6376 §3.7), which the trust space's
+            # MTAs require: a permanent error, 5.6.3 "conversion required but not
+            # supported" (RFC 3463 §3.7).
+            return [RecipientResult(r, Status.PERMANENT, 0, "5.6.3",
+                                    "the next hop does not support 8BITMIME and the "
+                                    "message has an 8-bit body (RFC 6152)", host)
                     for r in message.recipients]
         options = []
         if smtp.supports_extension("size"):

@@ -31,7 +31,7 @@ import secrets
 import socket
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -181,7 +181,8 @@ class QueueRunner:
         if left:
             now = self.clock()
             try:
-                await self.db.write(lambda tx: queue_store.release(tx.conn, left, at=now))
+                await self.db.write(lambda tx: queue_store.release(
+                    tx.conn, left, at=now, owner=self.settings.owner))
             except Exception:
                 log.warning("could not give back %d leased entries; their lease will expire",
                             len(left))
@@ -276,7 +277,11 @@ class QueueRunner:
                 continue
             try:
                 for ref in list(pending):
-                    group = pending[ref]
+                    group = await self._still_leased(pending[ref])
+                    if not group:
+                        del pending[ref]
+                        continue
+                    pending[ref] = group
                     if ref not in bodies:
                         bodies[ref] = await self._read_body(ref)
                     first = group[0]
@@ -304,6 +309,33 @@ class QueueRunner:
                 outcomes.append(_Outcome(e, result))
         return outcomes
 
+    async def _still_leased(self, group: list[Entry]) -> list[Entry]:
+        """The entries of ``group`` still leased to us, the lease renewed when half spent.
+
+        A round can outlive its lease (a slow peer: ``command_timeout`` is minutes per
+        command). Once the lease has run out another node may claim the entries; sending
+        them from here as well would deliver them twice (or read a message the other node
+        already removed). So before each message, past half the lease, it is renewed in
+        the database, and what another node took over is left to it."""
+        now = self.clock()
+        lease = self.settings.lease
+        ends = [self._in_flight[e.id].next_attempt if e.id in self._in_flight else now
+                for e in group]
+        if all(now < end - lease / 2 for end in ends):
+            return group
+        ours = await self.db.write(lambda tx: queue_store.renew(
+            tx.conn, group, now=now, lease=lease, owner=self.settings.owner))
+        kept: list[Entry] = []
+        for e in group:
+            if e.id in ours:
+                self._in_flight[e.id] = replace(e, next_attempt=now + lease)
+                kept.append(e)
+            else:
+                self._in_flight.pop(e.id, None)
+                log.warning("lease lost: another node has the entry now",
+                            extra={"queue_id": e.queue_id, "entry": e.id})
+        return kept
+
     async def _read_body(self, ref: str) -> bytes:
         def read(conn: Connection) -> bytes:
             return queue_store.read_body(conn, self.keystore, ref)
@@ -329,7 +361,7 @@ class QueueRunner:
             for o in deferred:
                 wait = retry_delay(o.entry.attempts + 1, schedule)
                 queue_store.defer(tx.conn, o.entry, now=now, next_attempt=now + wait,
-                                  error=o.result.error)
+                                  error=o.result.error, owner=self.settings.owner)
             if self.journal is not None:
                 events = [_event(Action.MESSAGE_RELAYED, o, now) for o in sent]
                 events += [_event(Action.MESSAGE_DEFERRED, o, now) for o in deferred]

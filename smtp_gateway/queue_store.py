@@ -210,6 +210,27 @@ def claim(
     return [_entry(r) for r in rows]
 
 
+def renew(
+    conn: Connection, entries: Sequence[Entry], *, now: datetime, lease: timedelta, owner: str
+) -> set[int]:
+    """Extend ``owner``'s lease on ``entries`` to ``now + lease``; return the ids still
+    leased to ``owner``. An entry missing from the result was finished or taken over by
+    another node after our lease ran out: it is no longer ours to deliver."""
+    if not entries:
+        return set()
+    rows = conn.execute(
+        update(queue_entry)
+        .where(
+            queue_entry.c.id.in_([e.id for e in entries]),
+            queue_entry.c.state == ACTIVE,
+            queue_entry.c.lease_owner == owner,
+        )
+        .values(next_attempt=now + lease)
+        .returning(queue_entry.c.id)
+    )
+    return {int(i) for i in rows.scalars()}
+
+
 def read_body(conn: Connection, keystore: KeyStore, ref: str) -> bytes:
     """The decrypted bytes of a queued message (:class:`DecryptionError` if tampered)."""
     row = conn.execute(
@@ -240,13 +261,17 @@ def finish(conn: Connection, entries: Sequence[Entry]) -> None:
 
 
 def defer(
-    conn: Connection, entry: Entry, *, now: datetime, next_attempt: datetime, error: str
+    conn: Connection, entry: Entry, *, now: datetime, next_attempt: datetime, error: str,
+    owner: str | None = None,
 ) -> None:
-    """Record a temporary failure and release the lease until ``next_attempt``."""
+    """Record a temporary failure and release the lease until ``next_attempt``. With
+    ``owner``, only while the entry is still leased to it: a lease another node has taken
+    over is left alone."""
+    stmt = update(queue_entry).where(queue_entry.c.id == entry.id)
+    if owner is not None:
+        stmt = stmt.where(queue_entry.c.lease_owner == owner)
     conn.execute(
-        update(queue_entry)
-        .where(queue_entry.c.id == entry.id)
-        .values(
+        stmt.values(
             state=QUEUED,
             attempts=queue_entry.c.attempts + 1,
             next_attempt=next_attempt,
@@ -257,14 +282,16 @@ def defer(
     )
 
 
-def release(conn: Connection, entries: Sequence[Entry], *, at: datetime) -> None:
-    """Give leased entries back untried (shutdown): due again at ``at``."""
+def release(
+    conn: Connection, entries: Sequence[Entry], *, at: datetime, owner: str | None = None
+) -> None:
+    """Give leased entries back untried (shutdown): due again at ``at``. With ``owner``,
+    only those still leased to it."""
     if entries:
-        conn.execute(
-            update(queue_entry)
-            .where(queue_entry.c.id.in_([e.id for e in entries]))
-            .values(state=QUEUED, next_attempt=at, lease_owner=None)
-        )
+        stmt = update(queue_entry).where(queue_entry.c.id.in_([e.id for e in entries]))
+        if owner is not None:
+            stmt = stmt.where(queue_entry.c.lease_owner == owner)
+        conn.execute(stmt.values(state=QUEUED, next_attempt=at, lease_owner=None))
 
 
 def next_due(conn: Connection) -> datetime | None:
