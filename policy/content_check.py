@@ -24,6 +24,8 @@ _ACCEPTED_LEAVES = frozenset({Family.PDF, Family.JPEG, Family.PNG, Family.TIFF, 
 #: PDF names that start code or hide files (ISO 32000-1 §12.6.4.16, §12.6.4.5, §7.11.4).
 _PDF_ACTIVE = frozenset({"JavaScript", "JS", "Launch", "EmbeddedFile", "EmbeddedFiles",
                          "RichMedia"})
+#: Names too long to occur by chance in compressed data (looked for everywhere).
+_PDF_ACTIVE_LONG = _PDF_ACTIVE - {"JS"}
 _PDF_NAME = re.compile(rb"/([^\s/<>\[\]()%{}]{1,64})")
 _PDF_HEX_ESCAPE = re.compile(rb"#([0-9A-Fa-f]{2})")
 _PDF_STREAM = re.compile(rb"\bstream\r?\n.*?\bendstream\b", re.S)
@@ -87,16 +89,24 @@ def pdf_active_content(data: bytes) -> str | None:
     """The first PDF name that starts code or embeds a file, or ``None``.
 
     Names are compared after decoding ``#xx`` escapes (ISO 32000-1 §7.3.5). Stream data
-    (ISO 32000-1 §7.3.8: between ``stream`` and ``endstream``) is skipped: compressed bytes
-    may contain ``/JS`` by chance. Names inside compressed object streams are therefore not
-    seen: this is a screen, not a proof.
+    (ISO 32000-1 §7.3.8: between ``stream`` and ``endstream``) is skipped for the short
+    ``/JS``: compressed bytes may contain it by chance. The long names are looked for in
+    the whole file too: what looks like a stream may be a string literal — ``(stream)``
+    before an object and ``(endstream)`` after it would otherwise hide the object, while
+    a reader goes straight to it through the cross-reference table (ISO 32000-1 §7.5.4).
+    Names inside compressed object streams are not seen: this is a screen, not a proof.
     """
-    for m in _PDF_NAME.finditer(_PDF_STREAM.sub(b" ", data)):
+    found = _pdf_names(_PDF_STREAM.sub(b" ", data), _PDF_ACTIVE)
+    return found or _pdf_names(data, _PDF_ACTIVE_LONG)
+
+
+def _pdf_names(data: bytes, wanted: frozenset[str]) -> str | None:
+    for m in _PDF_NAME.finditer(data):
         raw = m.group(1)
         if b"#" in raw:
             raw = _PDF_HEX_ESCAPE.sub(lambda e: bytes([int(e.group(1), 16)]), raw)
         name = raw.decode("latin-1")
-        if name in _PDF_ACTIVE:
+        if name in wanted:
             return name
     return None
 

@@ -97,8 +97,15 @@ CORPUS: list[tuple[str, Callable[[], bytes], str, str, Reason, str]] = [
      "application/pdf", "doc.pdf", REFUSED, "active content (/JavaScript)"),
     ("pdf with /JS bytes inside stream data", lambda: c.pdf().replace(
         b"/Type /Catalog", b"/Type /Catalog >> endobj 9 0 obj << /Length 12 >>\nstream\n"
-                           b"\x8f/JS \x01/Launch\nendstream\nendobj 10 0 obj <<"),
+                           b"\x8f/JS \x01\nendstream\nendobj 10 0 obj <<"),
      "application/pdf", "doc.pdf", OK, ""),
+    # string literals that look like stream delimiters around an object: a reader reaches
+    # the object through the cross-reference table, so the screen must see it too
+    ("pdf with javascript between fake stream markers", lambda: c.pdf().replace(
+        b"/Type /Catalog", b"/Type /Catalog /Title (stream\n) /OpenAction 9 0 R >> endobj "
+                           b"9 0 obj << /S /JavaScript /JS (app.alert(1)) >> endobj "
+                           b"10 0 obj << /Subject (endstream)"),
+     "application/pdf", "doc.pdf", REFUSED, "active content (/JavaScript)"),
     ("pdf named exe", c.pdf, "application/pdf", "rapport.pdf.exe", REFUSED, "extension .exe"),
     ("rtlo trick", c.pdf, "application/pdf", "rapport\u202efdp.exe", REFUSED, "extension .exe"),
     ("unknown binary", lambda: bytes(range(256)) * 4, "application/octet-stream", "blob.bin",
