@@ -31,6 +31,7 @@ import contextlib
 import logging
 import re
 import ssl
+import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, AnyStr, ClassVar
@@ -92,6 +93,14 @@ def _is_utf8(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def _ascii_reply(text: str) -> str:
+    """``text`` in ASCII: accents dropped (``é`` → ``e``), anything else as ``?``."""
+    folded = unicodedata.normalize("NFKD", text)
+    return "".join(
+        c if c.isascii() else "?" for c in folded if not unicodedata.combining(c)
+    )
 
 
 class _Commands(Mapping[str, Any]):
@@ -228,6 +237,14 @@ class CaduceeSMTP(SMTP):  # type: ignore[misc,unused-ignore]
         super().connection_made(transport)
         self._registry.add(self)
 
+    def _utf8_replies(self) -> bool:
+        """May a reply carry UTF-8? Reply text is US-ASCII (RFC 5321 §4.2, ``textstring``)
+        unless the transaction declared SMTPUTF8 (RFC 6531 §3.7): other clients may not
+        decode it (a refused attachment's name, an address, all come from the message)."""
+        envelope = getattr(self, "envelope", None)
+        return bool(self.enable_SMTPUTF8 and (
+            getattr(envelope, "smtp_utf8", False) or getattr(self, "_data_smtputf8", False)))
+
     def connection_lost(self, error: Exception | None) -> None:
         self._registry.discard(self)
         super().connection_lost(error)
@@ -236,7 +253,9 @@ class CaduceeSMTP(SMTP):  # type: ignore[misc,unused-ignore]
         if isinstance(status, str):
             if not self._in_ehlo:
                 status = replies.enhance(status)  # type: ignore[assignment,unused-ignore]
-            line = status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii") + b"\r\n"
+            if not status.isascii() and not self._utf8_replies():
+                status = _ascii_reply(status)  # type: ignore[assignment,unused-ignore]
+            line = status.encode("utf-8") + b"\r\n"
         else:
             line = bytes(status) + b"\r\n"
         self._held.append(line)
@@ -384,9 +403,12 @@ class CaduceeSMTP(SMTP):  # type: ignore[misc,unused-ignore]
 
     async def smtp_DATA(self, arg: str) -> None:
         self.busy = True
+        # (the envelope is reset before the reply to DATA goes out)
+        self._data_smtputf8 = bool(getattr(self.envelope, "smtp_utf8", False))
         try:
             await self._data(arg)
         finally:
+            self._data_smtputf8 = False
             self.busy = False
             if self.on_idle is not None:
                 self.on_idle()

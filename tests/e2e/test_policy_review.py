@@ -145,3 +145,29 @@ def test_append_refuses_the_hidden_attachment(
         assert typ == "NO", (case, data)
         assert data[0].startswith(b"[CANNOT] "), data
         assert words.encode() in data[0], data
+
+
+def test_a_refusal_naming_a_non_ascii_file_stays_ascii_without_smtputf8(
+    live: PlatformDir,
+) -> None:
+    """The refused file's name goes into the 554 text: UTF-8 only to a client that declared
+    SMTPUTF8 (RFC 5321 §4.2, RFC 6531 §3.7), accents folded for the others."""
+    raw = _message(
+        b"Content-Type: application/octet-stream\r\n"
+        b"Content-Disposition: attachment; filename*=UTF-8''r%C3%A9sultat%E2%98%85.exe\r\n"
+        b"Content-Transfer-Encoding: base64\r\n", _exe_b64())
+    for smtputf8, expected in ((False, b"resultat?.exe"),
+                               (True, "résultat★.exe".encode())):
+        with smtplib.SMTP("127.0.0.1", live.ports["submission"], timeout=30) as s:
+            s.starttls(context=live.client_tls())
+            s.login(DR_MARTIN, PASSWORD)
+            options = " SMTPUTF8" if smtputf8 else ""
+            assert s.docmd("MAIL", f"FROM:<{DR_MARTIN}>{options}")[0] == 250
+            assert s.docmd("RCPT", f"TO:<{DR_LEFEVRE}>")[0] == 250
+            s.putcmd("DATA")
+            assert s.getreply()[0] == 354
+            s.send(raw.replace(b"\r\n.", b"\r\n..") + b"\r\n.\r\n")
+            code, text = s.getreply()
+        assert code == 554, text
+        assert expected in text and text.startswith(b"5.6.0 Attachment type not accepted: ")
+        assert smtputf8 or text.isascii()
