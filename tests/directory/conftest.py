@@ -95,3 +95,23 @@ def write_mailbox(path: Path, lines: list[str], *, encoding: str = "utf-8") -> P
     header = "|".join(MAILBOX_COLUMNS) + "|"
     path.write_text("\n".join([header, *lines]) + "\n", encoding=encoding)
     return path
+
+
+def write_config(path: Path, db_url: str, directory: str = "") -> Path:
+    """A configuration for ``caducee directory …`` on the test's database; ``directory``
+    adds lines to its ``[directory]`` section."""
+    (path.parent / "data").mkdir(exist_ok=True)
+    path.write_text(
+        '[server]\nhostname = "mx.caducee.test"\ndata_dir = "data"\n'
+        '[domains]\nprofessional = ["demo.mssante.fr"]\n'
+        f'[database]\nurl = "{db_url}"\n'
+        '[directory]\nreport_dir = "reports"\nimport_workers = 1\n' + directory,
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture
+def config(db_url: str, tmp_path: Path) -> Path:
+    """The path of a configuration for the CLI (:func:`write_config`)."""
+    return write_config(tmp_path / "caducee.toml", db_url)

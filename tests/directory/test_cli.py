@@ -14,19 +14,6 @@ from caducee.cli import main
 from tests.directory.conftest import Extract, person_line, write_person
 
 
-@pytest.fixture
-def config(db_url: str, tmp_path: Path) -> Path:
-    path = tmp_path / "caducee.toml"
-    path.write_text(
-        '[server]\nhostname = "mx.caducee.test"\ndata_dir = "data"\n'
-        '[domains]\nprofessional = ["demo.mssante.fr"]\n'
-        f'[database]\nurl = "{db_url}"\n'
-        '[directory]\nreport_dir = "reports"\nimport_workers = 1\n',
-        encoding="utf-8",
-    )
-    return path
-
-
 def cli(config: Path, *args: str) -> int:
     return main(["-c", str(config), "directory", *args])
 

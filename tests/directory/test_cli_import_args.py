@@ -15,20 +15,6 @@ from mailstore.db import create_db_engine
 from tests.directory.conftest import Extract
 
 
-@pytest.fixture
-def config(db_url: str, tmp_path: Path) -> Path:
-    (tmp_path / "data").mkdir()
-    path = tmp_path / "caducee.toml"
-    path.write_text(
-        '[server]\nhostname = "mx.caducee.test"\ndata_dir = "data"\n'
-        '[domains]\nprofessional = ["demo.mssante.fr"]\n'
-        f'[database]\nurl = "{db_url}"\n'
-        '[directory]\nreport_dir = "reports"\nimport_workers = 1\n',
-        encoding="utf-8",
-    )
-    return path
-
-
 def _import(config: Path, *args: str) -> int:
     return main(["-c", str(config), "directory", "import", *args])
 

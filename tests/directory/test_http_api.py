@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import Engine
 from starlette.requests import Request
 
 from directory.http_api import create_directory_api
 from tests.directory.conftest import Extract, run_import
-from tests.support.net import free_port, wait_for
+from tests.support.net import serve_asgi
 
 TOKEN = "Bearer s3cret"
 
@@ -26,18 +24,8 @@ async def authenticate(request: Request) -> str | None:
 @pytest.fixture
 def api(engine: Engine, demo_extract: Extract, tmp_path: Path) -> Iterator[str]:
     run_import(engine, demo_extract.person, demo_extract.mailbox)
-    port = free_port()
-    config = uvicorn.Config(create_directory_api(engine, authenticate), host="127.0.0.1",
-                            port=port, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, what="uvicorn to start")
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serve_asgi(create_directory_api(engine, authenticate)) as url:
+        yield url
 
 
 def test_search_api(api: str) -> None:

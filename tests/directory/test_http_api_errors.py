@@ -3,19 +3,17 @@ French explanation, a 401 carries its challenge, an unavailable database is a 50
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import Engine
 from starlette.requests import Request
 
 from directory.http_api import BASIC_CHALLENGE, create_directory_api
 from mailstore.db import create_db_engine
-from tests.support.net import free_port, wait_for
+from tests.support.net import serve_asgi
 
 TOKEN = "Basic Y2xhaXJlOnNlY3JldA=="
 
@@ -25,18 +23,8 @@ async def authenticate(request: Request) -> str | None:
 
 
 def _serve(engine: Engine) -> Iterator[str]:
-    port = free_port()
-    config = uvicorn.Config(create_directory_api(engine, authenticate), host="127.0.0.1",
-                            port=port, log_level="critical", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, what="uvicorn to start")
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serve_asgi(create_directory_api(engine, authenticate), log_level="critical") as url:
+        yield url
 
 
 @pytest.fixture

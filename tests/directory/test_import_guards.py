@@ -18,6 +18,7 @@ from tests.directory.conftest import (
     mailbox_line,
     person_line,
     run_import,
+    write_config,
     write_mailbox,
     write_person,
 )
@@ -115,14 +116,7 @@ def test_an_import_deactivating_too_much_is_refused_unless_allowed(
 def test_the_cli_names_the_limit_and_how_to_accept_it(
     db_url: str, engine: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = tmp_path / "caducee.toml"
-    config.write_text(
-        '[server]\nhostname = "mx.caducee.test"\ndata_dir = "data"\n'
-        '[domains]\nprofessional = ["demo.mssante.fr"]\n'
-        f'[database]\nurl = "{db_url}"\n'
-        '[directory]\nreport_dir = "reports"\nimport_workers = 1\nmax_deactivation = 0.5\n',
-        encoding="utf-8",
-    )
+    config = write_config(tmp_path / "caducee.toml", db_url, "max_deactivation = 0.5\n")
 
     def cli(*args: str) -> int:
         return main(["-c", str(config), "directory", "import", *args])

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import ssl
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -21,7 +20,6 @@ import dns.rrset
 import pytest
 from aiosmtpd.smtp import SMTP
 
-from caducee import pki
 from caducee.context import Context
 from mailstore.accounts import get_by_address
 from smtp_gateway.delivery import DeliveryAgent, Incoming
@@ -37,6 +35,7 @@ from tests.smtp_gateway.test_queue_runner import (
     make_runner,
     parse,
     pdir,
+    peer_tls,
     queue_message_to,
 )
 from tests.support.mail_peers import NsdServer
@@ -74,19 +73,6 @@ def two_ip_port() -> int:
         return port
 
 
-def peer_tls(pdir: PlatformDir, tmp: Path, names: tuple[str, ...]) -> ssl.SSLContext:
-    """The peer's TLS: a certificate from our CA for ``names``."""
-    issued = pki.issue_server(pki.load(pdir.ca, pdir.root / "tls/ca.key"), list(names))
-    cert, key = tmp / f"{names[0]}.crt", tmp / f"{names[0]}.key"
-    pki.write_cert(cert, issued.cert)
-    pki.write_key(key, issued.key)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert, key)
-    ctx.load_verify_locations(cafile=str(pdir.ca))
-    ctx.verify_mode = ssl.CERT_OPTIONAL
-    return ctx
-
-
 @pytest.fixture
 def start_peer(pdir: PlatformDir, tmp_path: Path) -> Iterator[Any]:
     started: list[CountingController] = []
@@ -95,7 +81,7 @@ def start_peer(pdir: PlatformDir, tmp_path: Path) -> Iterator[Any]:
               names: tuple[str, ...] = ("mx.peer.test",), **extra: Any) -> CountingController:
         controller = CountingController(
             peer, hostname=host, port=port or free_port(), server_hostname=names[0],
-            tls_context=peer_tls(pdir, tmp_path, names), require_starttls=True, **extra)
+            tls_context=peer_tls(pdir, tmp_path, names=names), require_starttls=True, **extra)
         controller.start()
         controller.connections = 0
         started.append(controller)

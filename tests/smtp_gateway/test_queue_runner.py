@@ -135,14 +135,18 @@ class CountingController(Controller):
         return smtp
 
 
-def peer_tls(pdir: PlatformDir, tmp: Path, *, own_ca: bool = False) -> ssl.SSLContext:
-    """The peer's TLS: a certificate for mx.peer.test from our CA (or from a stranger's)."""
+def peer_tls(
+    pdir: PlatformDir, tmp: Path, *, own_ca: bool = False,
+    names: tuple[str, ...] = ("mx.peer.test", "nomx.test"),
+) -> ssl.SSLContext:
+    """The peer's TLS: a certificate for ``names`` from our CA (or from a stranger's)."""
     ca = pki.create_ca("Stranger CA") if own_ca else pki.load(pdir.ca, pdir.root / "tls/ca.key")
-    issued = pki.issue_server(ca, ["mx.peer.test", "nomx.test"])
-    pki.write_cert(tmp / "peer.crt", issued.cert)
-    pki.write_key(tmp / "peer.key", issued.key)
+    issued = pki.issue_server(ca, list(names))
+    cert, key = tmp / f"{names[0]}.crt", tmp / f"{names[0]}.key"
+    pki.write_cert(cert, issued.cert)
+    pki.write_key(key, issued.key)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(tmp / "peer.crt", tmp / "peer.key")
+    ctx.load_cert_chain(cert, key)
     ctx.load_verify_locations(cafile=str(pdir.ca))
     ctx.verify_mode = ssl.CERT_OPTIONAL
     return ctx

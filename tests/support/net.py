@@ -6,9 +6,12 @@ import asyncio
 import os
 import random
 import socket
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 def _ephemeral_low() -> int:
@@ -87,3 +90,22 @@ def wait_port(host: str, port: int, timeout: float = 20.0) -> None:
             return False
 
     wait_for(_try, timeout, f"{host}:{port} to accept connections")
+
+
+@contextmanager
+def serve_asgi(app: Any, log_level: str = "warning") -> Iterator[str]:
+    """Serve an ASGI app with a real uvicorn server on a free loopback port, in a thread;
+    yield its base URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level=log_level, lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, what="uvicorn to start")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

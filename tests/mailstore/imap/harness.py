@@ -179,6 +179,14 @@ class ImapHarness:
         client.login(address, password)
         return client
 
+    def wire_login(self, address: str, password: str = "secret-password") -> Wire:
+        """A raw connection over implicit TLS, logged in (tag ``L``), greeting read."""
+        w = Wire.connect(self.tls_port, tls=self.client_ssl())
+        w.line()
+        reply = w.cmd(b"L", f"LOGIN {address} {password}".encode())
+        assert reply.startswith(b"L OK"), reply
+        return w
+
     # -- store helpers -----------------------------------------------------------------
 
     def create_account(self, address: str, password: str = "secret-password", **kw: Any) -> Account:

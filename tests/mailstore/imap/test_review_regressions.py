@@ -11,10 +11,7 @@ PASSWORD = "secret-password"
 
 
 def _login(h: ImapHarness) -> Wire:
-    w = Wire.connect(h.tls_port, tls=h.client_ssl())
-    w.line()
-    assert w.cmd(b"L", b"LOGIN claire@chu.test " + PASSWORD.encode()).startswith(b"L OK")
-    return w
+    return h.wire_login("claire@chu.test", PASSWORD)
 
 
 def test_rename_onto_a_noselect_name_whose_inferior_exists(imap_server: ImapHarness) -> None:
