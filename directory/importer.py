@@ -167,8 +167,10 @@ def import_files(engine: Engine, paths: Iterable[Path], options: ImportOptions) 
     """Import extract files (``.txt`` or ``.zip``, both kinds detected from their header).
 
     Raises :class:`ImportRefused` (nothing imported) on an unreadable file, an unknown
-    header, or — with ``strict`` — the first error (in file order, wrong check digits
-    included); :class:`SourceError` for a missing file.
+    header, an extract without a valid line, an import that would deactivate more than
+    ``max_deactivation`` of the directory, or — with ``strict`` — the first error (in file
+    order, wrong check digits included); :class:`SourceError` for a path that is not an
+    extract (missing, a directory, a damaged zip).
     """
     now = options.now or datetime.now(UTC)
     log = IssueLog()
