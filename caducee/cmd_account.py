@@ -102,6 +102,7 @@ def cmd_add(args: argparse.Namespace) -> int:
             if args.from_directory:
                 kind, name, national_id = _from_directory(tx, args.address)
                 name = args.name or name
+            _hosted(ctx.config.domains.professional, args.address, kind)
             acc = accounts.create_account(
                 tx.conn, ctx.keystore, address=args.address, kind=kind,
                 display_name=name, password=password, rpps=national_id,
@@ -118,6 +119,18 @@ def cmd_add(args: argparse.Namespace) -> int:
     if generated:
         print(f"password (shown once): {password}")
     return 0
+
+
+def _hosted(domains: list[str], address: str, kind: str) -> None:
+    """A professional or organisation mailbox lives in a domain this platform hosts: mail
+    for any other domain goes to its own operator, and the account could neither receive
+    nor sign (DKIM) its mail."""
+    domain = address.rpartition("@")[2].lower().rstrip(".")
+    if kind != "admin" and domain not in domains:
+        raise CliError(
+            f"{address}: {domain} is not a domain of this platform "
+            f"([domains] professional: {', '.join(domains)})"
+        )
 
 
 def _from_directory(tx: Tx, address: str) -> tuple[str, str, str | None]:

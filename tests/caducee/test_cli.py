@@ -45,6 +45,11 @@ def test_account_lifecycle(initialised: Path) -> None:
     assert "password (shown once): " in r.stdout
     dup = run("-c", cfg, "account", "add", "jean.dupont@demo.mssante.fr")
     assert dup.returncode == 1 and "already exists" in dup.stderr
+    elsewhere = run("-c", cfg, "account", "add", "jean.dupont@autre-operateur.mssante.fr")
+    assert elsewhere.returncode == 1, elsewhere.stderr
+    assert ("jean.dupont@autre-operateur.mssante.fr: autre-operateur.mssante.fr is not a "
+            "domain of this platform ([domains] professional: demo.mssante.fr)") in elsewhere.stderr
+    assert "autre-operateur" not in run("-c", cfg, "account", "list").stdout
     r = run("-c", cfg, "account", "passwd", "jean.dupont@demo.mssante.fr", "--password-stdin",
             stdin="a-new-long-password\n")
     assert r.returncode == 0, r.stderr
