@@ -241,9 +241,8 @@ class CaduceeSMTP(SMTP):  # type: ignore[misc,unused-ignore]
         """May a reply carry UTF-8? Reply text is US-ASCII (RFC 5321 §4.2, ``textstring``)
         unless the transaction declared SMTPUTF8 (RFC 6531 §3.7): other clients may not
         decode it (a refused attachment's name, an address, all come from the message)."""
-        envelope = getattr(self, "envelope", None)
-        return bool(self.enable_SMTPUTF8 and (
-            getattr(envelope, "smtp_utf8", False) or getattr(self, "_data_smtputf8", False)))
+        return bool(self.enable_SMTPUTF8 and self.envelope is not None
+                    and self.envelope.smtp_utf8)
 
     def connection_lost(self, error: Exception | None) -> None:
         self._registry.discard(self)
@@ -403,12 +402,9 @@ class CaduceeSMTP(SMTP):  # type: ignore[misc,unused-ignore]
 
     async def smtp_DATA(self, arg: str) -> None:
         self.busy = True
-        # (the envelope is reset before the reply to DATA goes out)
-        self._data_smtputf8 = bool(getattr(self.envelope, "smtp_utf8", False))
         try:
             await self._data(arg)
         finally:
-            self._data_smtputf8 = False
             self.busy = False
             if self.on_idle is not None:
                 self.on_idle()
@@ -449,14 +445,15 @@ class CaduceeSMTP(SMTP):  # type: ignore[misc,unused-ignore]
             self._reader._buffer[0:0] = assembler.leftover  # type: ignore[attr-defined]
         content = assembler.result()
         if isinstance(content, str):
-            self._set_post_data_state()  # type: ignore[no-untyped-call]
-            await self.push(content)
-            return
-        self.envelope.content = content
-        self.envelope.original_content = content
-        status = await self._call_handler_hook("DATA")
-        self._set_post_data_state()  # type: ignore[no-untyped-call]
+            status: Any = content
+        else:
+            self.envelope.content = content
+            self.envelope.original_content = content
+            status = await self._call_handler_hook("DATA")
+        # The reply goes out before the envelope is reset (the next command is read only
+        # after this returns): whether it may carry UTF-8 is the transaction's to say.
         await self.push("250 OK" if status is MISSING else status)
+        self._set_post_data_state()  # type: ignore[no-untyped-call]
 
     async def say_goodbye(self) -> None:
         """Shutdown: tell an idle client to come back later and close (RFC 5321 §3.8)."""
