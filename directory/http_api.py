@@ -38,8 +38,6 @@ _PARAMS = {
 }
 _MAX_PARAM = 200
 _HEADERS = {"Cache-Control": "no-store"}
-#: The challenge sent with a 401 (RFC 9110 §11.6.1; HTTP Basic, RFC 7617 §2).
-BASIC_CHALLENGE = 'Basic realm="Caducee", charset="UTF-8"'
 #: French explanations of the errors Starlette raises itself (no route, wrong method).
 _HTTP_ERRORS = {
     404: "Ressource introuvable.",
@@ -87,11 +85,11 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
 
 
 def create_directory_api(
-    engine: Engine, authenticate: Callable[[Request], Awaitable[str | None]],
-    challenge: str = BASIC_CHALLENGE,
+    engine: Engine, authenticate: Callable[[Request], Awaitable[str | None]], *,
+    challenge: str,
 ) -> Starlette:
     """The API as a Starlette app (mount it, or serve it alone); ``challenge`` is the
-    ``WWW-Authenticate`` value of a 401 (the scheme ``authenticate`` accepts)."""
+    ``WWW-Authenticate`` value of a 401, for the scheme ``authenticate`` accepts."""
 
     def run(query: Query) -> Page:
         with engine.connect() as conn:

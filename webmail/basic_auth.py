@@ -21,6 +21,10 @@ from directory.http_api import LoginRateLimited
 from mailstore.auth import Authenticator, AuthStatus, login_entry
 from mailstore.tables import PATIENT
 
+#: The challenge of a 401 (RFC 9110 §11.6.1): this scheme, its realm and the charset of
+#: the credentials (RFC 7617 §2, §2.1).
+BASIC_CHALLENGE = 'Basic realm="Caducee", charset="UTF-8"'
+
 #: Account kinds that may not search the directory (patients), and the reason code their
 #: refused login is journaled with; professionals, their structures and admins may.
 API_KINDS_REFUSED = {PATIENT: "patient_api_refused"}

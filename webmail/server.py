@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from directory.http_api import create_directory_api
 from mailstore.auth import Authenticator
-from webmail.basic_auth import JournalSink, basic_authenticator
+from webmail.basic_auth import BASIC_CHALLENGE, JournalSink, basic_authenticator
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,8 @@ def create_app(
     engine: Engine, authenticator: Authenticator, journal: JournalSink | None = None
 ) -> Starlette:
     """The HTTPS application; ``journal`` receives the web login events (basic_auth)."""
-    api = create_directory_api(engine, basic_authenticator(authenticator, journal))
+    api = create_directory_api(engine, basic_authenticator(authenticator, journal),
+                               challenge=BASIC_CHALLENGE)
 
     async def health(_request: Request) -> Response:
         return JSONResponse({"status": "ok"})

@@ -24,7 +24,7 @@ async def authenticate(request: Request) -> str | None:
 @pytest.fixture
 def api(engine: Engine, demo_extract: Extract, tmp_path: Path) -> Iterator[str]:
     run_import(engine, demo_extract.person, demo_extract.mailbox)
-    with serve_asgi(create_directory_api(engine, authenticate)) as url:
+    with serve_asgi(create_directory_api(engine, authenticate, challenge="Bearer")) as url:
         yield url
 
 

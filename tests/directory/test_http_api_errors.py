@@ -11,11 +11,12 @@ import pytest
 from sqlalchemy import Engine
 from starlette.requests import Request
 
-from directory.http_api import BASIC_CHALLENGE, create_directory_api
+from directory.http_api import create_directory_api
 from mailstore.db import create_db_engine
 from tests.support.net import serve_asgi
 
 TOKEN = "Basic Y2xhaXJlOnNlY3JldA=="
+BASIC_CHALLENGE = 'Basic realm="test"'
 
 
 async def authenticate(request: Request) -> str | None:
@@ -23,7 +24,7 @@ async def authenticate(request: Request) -> str | None:
 
 
 def _serve(engine: Engine) -> Iterator[str]:
-    with serve_asgi(create_directory_api(engine, authenticate), log_level="critical") as url:
+    with serve_asgi(create_directory_api(engine, authenticate, challenge=BASIC_CHALLENGE), log_level="critical") as url:
         yield url
 
 

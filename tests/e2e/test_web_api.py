@@ -51,6 +51,7 @@ def test_refusals_in_french_and_security_headers(live) -> None:
         anon = client.get("/api/directory", params={"q": "martin"})
         assert anon.status_code == 401
         assert "Authentification requise" in anon.text
+        assert anon.headers["www-authenticate"] == 'Basic realm="Caducee", charset="UTF-8"'
         wrong = client.get("/api/directory", params={"q": "martin"}, auth=(DOCTOR, "nope"))
         assert wrong.status_code == 401
         ok = client.get("/healthz")
