@@ -102,7 +102,7 @@ def cmd_add(args: argparse.Namespace) -> int:
             if args.from_directory:
                 kind, name, national_id = _from_directory(tx, args.address)
                 name = args.name or name
-            _hosted(ctx.config.domains.professional, args.address, kind)
+            _hosted(ctx.config, args.address, kind)
             acc = accounts.create_account(
                 tx.conn, ctx.keystore, address=args.address, kind=kind,
                 display_name=name, password=password, rpps=national_id,
@@ -121,15 +121,15 @@ def cmd_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def _hosted(domains: list[str], address: str, kind: str) -> None:
+def _hosted(cfg: config_mod.Config, address: str, kind: str) -> None:
     """A professional or organisation mailbox lives in a domain this platform hosts: mail
     for any other domain goes to its own operator, and the account could neither receive
     nor sign (DKIM) its mail."""
-    domain = address.rpartition("@")[2].lower().rstrip(".")
-    if kind != "admin" and domain not in domains:
+    domain = address.rpartition("@")[2]
+    if kind != "admin" and not cfg.is_professional_domain(domain):
         raise CliError(
-            f"{address}: {domain} is not a domain of this platform "
-            f"([domains] professional: {', '.join(domains)})"
+            f"{address}: {domain.lower()} is not a domain of this platform "
+            f"([domains] professional: {', '.join(cfg.domains.professional)})"
         )
 
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from caducee import config as config_mod
 from caducee.cli import CliError
@@ -22,6 +23,8 @@ from mailstore.db import Tx
 from mailstore.queue_tables import QUEUED
 from smtp_gateway import queue_store
 from smtp_gateway.queue_store import Entry
+
+T = TypeVar("T")
 
 #: ``queue_entry.id`` is an ``INTEGER``: 32 bits on PostgreSQL (64 on SQLite).
 _MAX_ID = 2**31 - 1
@@ -114,31 +117,25 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _make_due(args: argparse.Namespace, ids: list[int] | None) -> int:
+def _write(args: argparse.Namespace, job: Callable[[Tx], T]) -> T:
+    """Run ``job`` in one write transaction of the configured database."""
     ctx = open_context(config_mod.load(args.config), readers=1)
     try:
-        now = datetime.now(UTC)
-        return ctx.db.write_sync(
-            lambda tx: queue_store.make_due(tx.conn, now=now, entry_ids=ids)
-        )
+        return ctx.db.write_sync(job)
     finally:
         ctx.close()
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
     ids = sorted(set(args.entries))
-    ctx = open_context(config_mod.load(args.config), readers=1)
-    try:
-        now = datetime.now(UTC)
+    now = datetime.now(UTC)
 
-        def job(tx: Tx) -> tuple[dict[int, Entry], int]:
-            found = {i: queue_store.get_entry(tx.conn, i) for i in ids}
-            known = {i: e for i, e in found.items() if e is not None}
-            return known, queue_store.make_due(tx.conn, now=now, entry_ids=ids)
+    def job(tx: Tx) -> tuple[dict[int, Entry], int]:
+        found = {i: queue_store.get_entry(tx.conn, i) for i in ids}
+        known = {i: e for i, e in found.items() if e is not None}
+        return known, queue_store.make_due(tx.conn, now=now, entry_ids=ids)
 
-        known, changed = ctx.db.write_sync(job)
-    finally:
-        ctx.close()
+    known, changed = _write(args, job)
     # Say which ids were not made due, and why (on stderr, as other command errors).
     for i in ids:
         entry = known.get(i)
@@ -155,6 +152,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 
 def cmd_flush(args: argparse.Namespace) -> int:
-    changed = _make_due(args, None)
+    now = datetime.now(UTC)
+    changed = _write(args, lambda tx: queue_store.make_due(tx.conn, now=now))
     print(f"{changed} entr{'y' if changed == 1 else 'ies'} will be retried now")
     return 0

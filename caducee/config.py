@@ -285,9 +285,12 @@ class Config:
     def patient_domain(self) -> str:
         return self.domains.patient
 
+    def is_professional_domain(self, domain: str) -> bool:
+        """One of the professional domains this platform hosts (``[domains] professional``)."""
+        return domain.lower() in self.domains.professional
+
     def is_local_domain(self, domain: str) -> bool:
-        d = domain.lower()
-        return d in self.domains.professional or d == self.domains.patient
+        return self.is_professional_domain(domain) or domain.lower() == self.domains.patient
 
 
 def _section_types() -> dict[str, type]:
