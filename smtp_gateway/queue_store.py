@@ -262,16 +262,14 @@ def finish(conn: Connection, entries: Sequence[Entry]) -> None:
 
 def defer(
     conn: Connection, entry: Entry, *, now: datetime, next_attempt: datetime, error: str,
-    owner: str | None = None,
+    owner: str,
 ) -> None:
-    """Record a temporary failure and release the lease until ``next_attempt``. With
-    ``owner``, only while the entry is still leased to it: a lease another node has taken
-    over is left alone."""
-    stmt = update(queue_entry).where(queue_entry.c.id == entry.id)
-    if owner is not None:
-        stmt = stmt.where(queue_entry.c.lease_owner == owner)
+    """Record a temporary failure and release ``owner``'s lease until ``next_attempt``;
+    a lease another node has taken over meanwhile is left alone."""
     conn.execute(
-        stmt.values(
+        update(queue_entry)
+        .where(queue_entry.c.id == entry.id, queue_entry.c.lease_owner == owner)
+        .values(
             state=QUEUED,
             attempts=queue_entry.c.attempts + 1,
             next_attempt=next_attempt,
@@ -283,15 +281,17 @@ def defer(
 
 
 def release(
-    conn: Connection, entries: Sequence[Entry], *, at: datetime, owner: str | None = None
+    conn: Connection, entries: Sequence[Entry], *, at: datetime, owner: str
 ) -> None:
-    """Give leased entries back untried (shutdown): due again at ``at``. With ``owner``,
-    only those still leased to it."""
+    """Give ``owner``'s leased entries back untried (shutdown): due again at ``at``; those
+    another node has taken over meanwhile are left alone."""
     if entries:
-        stmt = update(queue_entry).where(queue_entry.c.id.in_([e.id for e in entries]))
-        if owner is not None:
-            stmt = stmt.where(queue_entry.c.lease_owner == owner)
-        conn.execute(stmt.values(state=QUEUED, next_attempt=at, lease_owner=None))
+        conn.execute(
+            update(queue_entry)
+            .where(queue_entry.c.id.in_([e.id for e in entries]),
+                   queue_entry.c.lease_owner == owner)
+            .values(state=QUEUED, next_attempt=at, lease_owner=None)
+        )
 
 
 def next_due(conn: Connection) -> datetime | None:

@@ -94,7 +94,7 @@ def test_defer_finish_and_cleanup(store) -> None:
                                                       lease=timedelta(minutes=1), owner="n"))
     db.write_sync(lambda tx: queue_store.defer(tx.conn, a, now=NOW,
                                                next_attempt=NOW + timedelta(minutes=5),
-                                               error="mx: 451 4.3.0 later"))
+                                               error="mx: 451 4.3.0 later", owner="n"))
     db.write_sync(lambda tx: queue_store.finish(tx.conn, [b]))
     (left,) = db.read_sync(queue_store.list_entries)
     assert (left.id, left.attempts, left.state, left.last_error, left.lease_owner) == \
