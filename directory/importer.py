@@ -340,13 +340,12 @@ def _reserve_import_id(conn: Connection) -> int:
 
     On SQLite this is the transaction's first statement: it takes the database's write lock
     (a write statement that changes nothing), and the id is the one SQLite would give,
-    ``max + 1``. Writing
-    the row now and updating it at the end would modify one page at both ends of a
-    transaction larger than the page cache: the page, spilled to the WAL early on, is
-    written again at the commit, and SQLite then recomputes the checksum of every WAL
-    frame from that one on (at national size, a pass over the 1.7 GB just written). On
-    PostgreSQL imports are already serialised by the advisory lock; the id comes from the
-    column's sequence.
+    ``max + 1``. Writing the row now and updating it at the end would modify one page at
+    both ends of a transaction larger than the page cache: the page, spilled to the WAL
+    early on, is written again at the commit, and SQLite then recomputes the checksum of
+    every WAL frame from that one on (at national size, a pass over the 1.7 GB just
+    written). On PostgreSQL imports are already serialised by the advisory lock; the id
+    comes from the column's sequence.
     """
     if conn.dialect.name == "sqlite":
         conn.execute(import_log.delete().where(text("0")))

@@ -271,7 +271,7 @@ def _leaves(
     if depth > limits.max_depth:
         raise _Refused(Reason.ATTACHMENT_TYPE_REFUSED, "MIME structure nested too deep")
     if part.is_multipart():
-        if (_transfer_encoding(part) or "(repeated)") not in IDENTITY_ENCODINGS:
+        if _transfer_encoding(part) not in IDENTITY_ENCODINGS:  # (None: repeated)
             # RFC 2045 §6.4, RFC 2046 §5.2.1: a multipart or message/rfc822 entity is never
             # encoded; ``email`` then reads the encoded text as the part, readers decode it.
             raise _Refused(
