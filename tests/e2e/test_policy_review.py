@@ -27,40 +27,31 @@ PATIENT = f"{INS}@patient.demo.mssante.fr"
 PASSWORD = "policy-review-pw-1"
 
 
-def _exe_b64() -> bytes:
-    exe = c.exe()
-    exe += b"\x00" * (-len(exe) % 3)  # no base64 padding
-    return base64.b64encode(exe)
 
 
 def _message(part_headers: bytes, body: bytes) -> bytes:
-    return (
-        f"From: {DR_MARTIN}\r\nTo: {DR_LEFEVRE}, {PATIENT}\r\nSubject: resultats\r\n".encode()
-        + b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=XX\r\n\r\n"
-        + b"--XX\r\nContent-Type: text/plain\r\n\r\nBonjour\r\n--XX\r\n"
-        + part_headers + b"\r\n" + body + b"\r\n--XX--\r\n"
-    )
+    return c.raw_message(part_headers, body, sender=DR_MARTIN, to=f"{DR_LEFEVRE}, {PATIENT}")
 
 
 _FORWARDED = (
     b"From: x@autre.mssante.fr\r\nSubject: i\r\nMIME-Version: 1.0\r\n"
     b'Content-Type: application/octet-stream; name="a.exe"\r\n'
-    b"Content-Transfer-Encoding: base64\r\n\r\n" + _exe_b64() + b"\r\n"
+    b"Content-Transfer-Encoding: base64\r\n\r\n" + c.exe_base64() + b"\r\n"
 )
 
 #: (case, message, words of the 554 reply)
 CASES: list[tuple[str, bytes, str]] = [
     ("encoding with a trailing space", _message(
         b'Content-Type: application/octet-stream; name="scan.bin"\r\n'
-        b"Content-Transfer-Encoding: base64 \r\n", _exe_b64()),
+        b"Content-Transfer-Encoding: base64 \r\n", c.exe_base64()),
      "scan.bin: executable"),
     ("encoding with a comment", _message(
         b'Content-Type: application/octet-stream; name="scan.bin"\r\n'
-        b"Content-Transfer-Encoding: base64 (x)\r\n", _exe_b64()),
+        b"Content-Transfer-Encoding: base64 (x)\r\n", c.exe_base64()),
      "scan.bin: Content-Transfer-Encoding"),
     ("base64 with one character too many", _message(
         b'Content-Type: application/octet-stream; name="scan.bin"\r\n'
-        b"Content-Transfer-Encoding: base64\r\n", _exe_b64() + b"A"),
+        b"Content-Transfer-Encoding: base64\r\n", c.exe_base64() + b"A"),
      "scan.bin: base64 content that cannot be decoded"),
     ("encoded forwarded message", _message(
         b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n",
@@ -155,7 +146,7 @@ def test_a_refusal_naming_a_non_ascii_file_stays_ascii_without_smtputf8(
     raw = _message(
         b"Content-Type: application/octet-stream\r\n"
         b"Content-Disposition: attachment; filename*=UTF-8''r%C3%A9sultat%E2%98%85.exe\r\n"
-        b"Content-Transfer-Encoding: base64\r\n", _exe_b64())
+        b"Content-Transfer-Encoding: base64\r\n", c.exe_base64())
     for smtputf8, expected in ((False, b"resultat?.exe"),
                                (True, "résultat★.exe".encode())):
         with smtplib.SMTP("127.0.0.1", live.ports["submission"], timeout=30) as s:

