@@ -20,8 +20,6 @@ from tests.policy import corpus as c
 REFUSED = Reason.ATTACHMENT_TYPE_REFUSED
 
 
-
-
 @pytest.mark.parametrize(
     "encoding",
     [b"base64 ", b"base64\t", b"base64 (commentaire)", b"base64;", b'"base64"', b"x-base64"],
