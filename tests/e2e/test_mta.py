@@ -10,14 +10,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from pathlib import Path
 from typing import Any
 
 import authres
 import pytest
 from sqlalchemy import Connection, select
 
-from caducee import pki
 from directory import admin as directory_admin
 from mailstore import messages
 from mailstore.policy_store import list_permissions
@@ -222,16 +220,7 @@ def test_referenced_peer_writes_to_a_patient_who_replies_through_the_queue(world
 
 
 def client_context(w: OperatorWorld, names: list[str] | None) -> ssl.SSLContext:
-    ctx = w.pdir.client_tls()
-    if names:
-        ca = pki.load(w.pdir.ca, w.pdir.root / "tls" / "ca.key")
-        issued = pki.issue_server(ca, names)
-        d = Path(w.pdir.root / "tls")
-        stem = names[0].replace(".", "_")
-        pki.write_cert(d / f"{stem}.crt", issued.cert)
-        pki.write_key(d / f"{stem}.key", issued.key)
-        ctx.load_cert_chain(d / f"{stem}.crt", d / f"{stem}.key")
-    return ctx
+    return w.pdir.operator_tls(names) if names else w.pdir.client_tls()
 
 
 def mta(w: OperatorWorld, names: list[str] | None = None, *, tls: bool = True) -> smtplib.SMTP:

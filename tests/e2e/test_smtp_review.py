@@ -9,7 +9,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from caducee import pki
 from tests.support.platform import InProcessPlatform, PlatformDir, configure, make_platform_dir
 
 CLAIRE = "claire.martin@demo.mssante.fr"
@@ -42,15 +41,8 @@ def submission(pdir: PlatformDir) -> smtplib.SMTP:
 
 def mta(pdir: PlatformDir) -> smtplib.SMTP:
     """Another operator of the trust space: STARTTLS with a verified client certificate."""
-    ctx = pdir.client_tls()
-    ca = pki.load(pdir.ca, pdir.root / "tls" / "ca.key")
-    issued = pki.issue_server(ca, [f"mx.{OTHER}"])
-    cert, key = pdir.root / "tls" / "review-peer.crt", pdir.root / "tls" / "review-peer.key"
-    pki.write_cert(cert, issued.cert)
-    pki.write_key(key, issued.key)
-    ctx.load_cert_chain(cert, key)
     s = smtplib.SMTP("127.0.0.1", pdir.ports["mta"], timeout=30)
-    s.starttls(context=ctx)
+    s.starttls(context=pdir.operator_tls([f"mx.{OTHER}"]))
     s.ehlo(f"mx.{OTHER}")
     return s
 

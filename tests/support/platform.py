@@ -52,6 +52,20 @@ class PlatformDir:
         """A client's TLS context that trusts this platform's CA."""
         return ssl.create_default_context(cafile=str(self.ca))
 
+    def operator_tls(self, names: list[str]) -> ssl.SSLContext:
+        """:meth:`client_tls` presenting a certificate from this platform's CA for
+        ``names``: another operator of the trust space, as the MTA listener requires."""
+        from caducee import pki
+
+        ctx = self.client_tls()
+        issued = pki.issue_server(pki.load(self.ca, self.root / "tls" / "ca.key"), names)
+        stem = self.root / "tls" / names[0].replace(".", "_")
+        cert, key = stem.with_suffix(".crt"), stem.with_suffix(".key")
+        pki.write_cert(cert, issued.cert)
+        pki.write_key(key, issued.key)
+        ctx.load_cert_chain(cert, key)
+        return ctx
+
     def context(self) -> Context:
         return open_context(self.config, readers=2)
 
