@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from caducee.cli import main
+from caducee.config import DirectorySection
 from directory.importer import DEFAULT_MAX_DEACTIVATION, ImportRefused
 from tests.directory.conftest import (
     mailbox_line,
@@ -89,6 +90,8 @@ def test_an_import_deactivating_too_much_is_refused_unless_allowed(
     loaded: Engine, tmp_path: Path
 ) -> None:
     assert DEFAULT_MAX_DEACTIVATION == 0.10
+    # the CLI's default is the library's (the configuration module keeps to the stdlib)
+    assert DirectorySection().max_deactivation == DEFAULT_MAX_DEACTIVATION
     # 5 of 40 practitioners (12.5 %) missing: a truncated file?
     cut = _people(tmp_path / "PS1.txt", range(35))
     report = tmp_path / "report.txt"
